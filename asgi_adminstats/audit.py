@@ -1,0 +1,74 @@
+"""The audit table: insert an action, read actions back redacted to the public fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from databases import Database
+
+from ._sql import as_utc, statement, utcnow_naive
+from .protocol import utc_timestamp
+from .queries import Queries
+
+__all__ = ["AUDIT_FIELDS", "AuditLog", "redact"]
+
+#: The only fields of an action that ever leave the server (PROTOCOL.md).
+AUDIT_FIELDS = ("id", "action", "admin", "targetType", "timestamp")
+_MAX_FIELD = 128
+
+
+def redact(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of ``Queries.recent_actions`` reduced to the public fields."""
+    moment = as_utc(row["created_at"])
+    return {
+        "id": str(row["id"]),
+        "action": str(row["action"]),
+        "admin": str(row["admin"]),
+        "targetType": str(row["target_type"]),
+        "timestamp": utc_timestamp(moment) if moment else None,
+    }
+
+
+def _checked(name: str, value: object, *, required: bool = True) -> str | None:
+    if value is None and not required:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and name == "target_id":
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_FIELD:
+        raise ValueError(
+            f"record_action: {name!r} must be a non-empty string of at most {_MAX_FIELD} characters"
+        )
+    return value
+
+
+class AuditLog:
+    def __init__(self, database: Database, queries: Queries) -> None:
+        self._db = database
+        self._queries = queries
+
+    async def insert(
+        self, action: str, admin: str, target_type: str, target_id: str | int | None = None
+    ) -> dict[str, Any]:
+        """Insert one action (committed on return) and give it back redacted."""
+        values = {
+            "action": _checked("action", action),
+            "admin": _checked("admin", admin),
+            "target_type": _checked("target_type", target_type),
+            "target_id": _checked("target_id", target_id, required=False),
+            "created_at": utcnow_naive(),
+        }
+        sql = self._queries.insert_action
+        if self._db.url.dialect == "postgresql" and "returning" not in sql.lower():
+            sql += " RETURNING id"
+        async with self._db.transaction():
+            row_id = await self._db.execute(statement(sql, **values))
+        return redact({**values, "id": row_id})
+
+    async def get(self, action_id: int | str) -> dict[str, Any] | None:
+        row = await self._db.fetch_one(statement(self._queries.action_by_id, id=int(action_id)))
+        return redact(row._mapping) if row is not None else None
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetch_all(statement(self._queries.recent_actions, limit=limit))
+        return [redact(row._mapping) for row in rows]

@@ -1,0 +1,51 @@
+"""This instance's sessions and the fan-out to them.
+
+Messages arrive here already encoded (once per instance); the hub only hands the same
+text to every subscribed session's outbox.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .outbox import Close, Outbox
+
+__all__ = ["Hub", "Member"]
+
+
+class Member(Protocol):
+    subscriptions: set[str]
+    outbox: Outbox
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._members: set[Member] = set()
+        self.latest_stats: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def add(self, member: Member) -> None:
+        """Register a member; it gets the latest snapshot at once if subscribed to stats."""
+        self._members.add(member)
+        if self.latest_stats is not None and "stats" in member.subscriptions:
+            member.outbox.put_stats(self.latest_stats)
+
+    def discard(self, member: Member) -> None:
+        self._members.discard(member)
+
+    def publish_stats(self, text: str) -> None:
+        self.latest_stats = text
+        for member in list(self._members):
+            if "stats" in member.subscriptions:
+                member.outbox.put_stats(text)
+
+    def publish_notification(self, text: str) -> None:
+        for member in list(self._members):
+            if "notifications" in member.subscriptions:
+                member.outbox.put_notification(text)
+
+    def close_all(self, close: Close) -> None:
+        for member in list(self._members):
+            member.outbox.close(close)

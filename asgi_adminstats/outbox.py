@@ -1,0 +1,80 @@
+"""A connection's bounded outbox: what is waiting to be written to one client.
+
+Three lanes, drained in this order: control replies (pong, subscribed, error, ping),
+notifications (a bounded FIFO), and the stats snapshot (one slot: the newest replaces
+an older one that was never sent). Overflow asks for close 4008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from .protocol import CloseCode
+
+__all__ = ["Close", "Outbox"]
+
+_CONTROL_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+    @classmethod
+    def of(cls, code: CloseCode, reason: str | None = None) -> Close:
+        return cls(int(code), reason or code.reason)
+
+
+class Outbox:
+    def __init__(self, notification_limit: int) -> None:
+        self._control: deque[str] = deque()
+        self._notifications: deque[str] = deque()
+        self._notification_limit = notification_limit
+        self._stats: str | None = None
+        self._close: Close | None = None
+        self._ready = asyncio.Event()
+
+    def put_control(self, text: str) -> None:
+        if len(self._control) >= _CONTROL_LIMIT:
+            self.close(Close.of(CloseCode.SLOW_CONSUMER))
+            return
+        self._control.append(text)
+        self._ready.set()
+
+    def put_notification(self, text: str) -> None:
+        if len(self._notifications) >= self._notification_limit:
+            self.close(Close.of(CloseCode.SLOW_CONSUMER))
+            return
+        self._notifications.append(text)
+        self._ready.set()
+
+    def put_stats(self, text: str) -> None:
+        self._stats = text
+        self._ready.set()
+
+    def drop_stats(self) -> None:
+        self._stats = None
+
+    def close(self, close: Close) -> None:
+        """Ask the writer to close; the first request wins."""
+        if self._close is None:
+            self._close = close
+        self._ready.set()
+
+    async def get(self) -> str | Close:
+        """The next frame to write, or the close to perform."""
+        while True:
+            if self._close is not None:
+                return self._close
+            if self._control:
+                return self._control.popleft()
+            if self._notifications:
+                return self._notifications.popleft()
+            if self._stats is not None:
+                text, self._stats = self._stats, None
+                return text
+            self._ready.clear()
+            await self._ready.wait()

@@ -1,0 +1,187 @@
+"""The wire protocol (PROTOCOL.md): close codes, server messages, client-message parsing.
+
+Pure functions and data only: no I/O, so the session can stay a thin state machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "PROTOCOL",
+    "SUBSCRIPTIONS",
+    "Auth",
+    "ClientMessage",
+    "CloseCode",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "Subscribe",
+    "Unsubscribe",
+    "encode",
+    "error",
+    "parse_client_message",
+    "server_message",
+    "utc_timestamp",
+]
+
+PROTOCOL = "adminstats.v1"
+SUBSCRIPTIONS = ("stats", "notifications")
+_EXCERPT = 32
+
+
+class CloseCode(IntEnum):
+    """Close codes of PROTOCOL.md section 4; ``.reason`` is the documented reason text."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    SLOW_CONSUMER = 4008
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    TIMEOUT = 4408
+    RATE_LIMITED = 4429
+
+    @property
+    def reason(self) -> str:
+        return _REASONS[self]
+
+
+_REASONS = {
+    CloseCode.NORMAL: "normal closure",
+    CloseCode.GOING_AWAY: "going away",
+    CloseCode.MESSAGE_TOO_BIG: "message too big",
+    CloseCode.INTERNAL_ERROR: "internal error",
+    CloseCode.TRY_AGAIN_LATER: "try again later",
+    CloseCode.SLOW_CONSUMER: "slow consumer",
+    CloseCode.UNAUTHORIZED: "unauthorized: missing, invalid or expired token",
+    CloseCode.FORBIDDEN: "forbidden: admin role required",
+    CloseCode.TIMEOUT: "timeout",
+    CloseCode.RATE_LIMITED: "rate limited",
+}
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, millisecond precision."""
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def server_message(type_: str, **fields: Any) -> dict[str, Any]:
+    """A server message: ``type``, the fields, and ``timestamp``."""
+    return {"type": type_, **fields, "timestamp": utc_timestamp()}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return server_message("error", code=code, message=message)
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# --- client -> server ---------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """A client message the server cannot use; ``code`` is the ``error`` code."""
+
+    def __init__(self, code: str, message: str, *, partial: ClientMessage | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        # What still applies: the valid names of a partly invalid (un)subscribe.
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    subscriptions: tuple[str, ...]
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    subscriptions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True)
+class Pong:
+    pass
+
+
+@dataclass(frozen=True)
+class Auth:
+    token: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Pong | Auth
+
+
+def excerpt(value: object) -> str:
+    """A short, escaped excerpt of client input: never echo a message in full."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    short = text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
+    return json.dumps(short, ensure_ascii=True)
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one text frame; raises :class:`ProtocolError` for anything unusable."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ProtocolError("bad_message", "invalid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_message", "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "field 'type' must be a string")
+    if kind == "ping":
+        return Ping()
+    if kind == "pong":
+        return Pong()
+    if kind == "auth":
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("bad_message", "field 'token' must be a non-empty string")
+        return Auth(token)
+    if kind in ("subscribe", "unsubscribe"):
+        names, invalid = _subscriptions(data.get("subscriptions"))
+        message: Subscribe | Unsubscribe
+        if kind == "unsubscribe":
+            message = Unsubscribe(names)
+        else:
+            since = data.get("since")
+            if since is not None and (not isinstance(since, str | int) or isinstance(since, bool)):
+                raise ProtocolError("bad_message", "field 'since' must be a string")
+            message = Subscribe(names, None if since is None else str(since))
+        if invalid:
+            raise ProtocolError(
+                "invalid_subscription",
+                f"unknown subscription {excerpt(invalid[0])}; valid: {', '.join(SUBSCRIPTIONS)}",
+                partial=message if names else None,
+            )
+        return message
+    raise ProtocolError("unknown_type", f"unknown message type {excerpt(kind)}")
+
+
+def _subscriptions(value: object) -> tuple[tuple[str, ...], list[str]]:
+    """The valid names (deduplicated) and the invalid ones."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError("bad_message", "field 'subscriptions' must be a list of strings")
+    valid = tuple(dict.fromkeys(v for v in value if v in SUBSCRIPTIONS))
+    return valid, [v for v in value if v not in SUBSCRIPTIONS]

@@ -1,0 +1,214 @@
+"""One frozen, validated configuration object for the whole component.
+
+Every setting is checked at construction so a bad value fails at start-up with a
+message naming the setting (and, from :meth:`Settings.from_env`, its variable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .protocol import SUBSCRIPTIONS
+from .queries import Queries
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
+
+ENV_PREFIX = "ADMINSTATS_"
+_MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the setting."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Configuration of :class:`~asgi_adminstats.AdminStats`.
+
+    ``jwt_secret`` is the only required setting. Durations are in seconds.
+    """
+
+    jwt_secret: str = field(repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = 30.0
+    role_claim: str = "role"
+    roles_claim: str = "roles"
+    admin_role: str = "admin"
+    # Replaces the role rule when given: receives the verified claims.
+    admin_rule: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
+    allowed_origins: tuple[str, ...] = ()
+    allow_missing_origin: bool = True
+    database_url: str = field(default="sqlite:///./adminstats.db", repr=False)
+    broadcast_url: str = field(default="memory://", repr=False)
+    stats_interval: float = 5.0
+    heartbeat_interval: float = 30.0
+    heartbeat_timeout: float = 10.0
+    auth_timeout: float = 5.0
+    collector_timeout: float = 2.0
+    database_degraded_ms: float = 250.0
+    recent_actions: int = 5
+    default_subscriptions: tuple[str, ...] = SUBSCRIPTIONS
+    max_message_bytes: int = 4096
+    max_token_bytes: int = 8192
+    notification_queue: int = 100
+    instance_name: str = field(default_factory=_default_instance)
+    queries: Queries = field(default_factory=Queries)
+
+    def __post_init__(self) -> None:
+        _require(
+            len(self.jwt_secret.encode()) >= _MIN_SECRET_BYTES,
+            "jwt_secret",
+            f"must be at least {_MIN_SECRET_BYTES} bytes long",
+        )
+        for name in (
+            "stats_interval",
+            "heartbeat_interval",
+            "heartbeat_timeout",
+            "auth_timeout",
+            "collector_timeout",
+            "database_degraded_ms",
+        ):
+            _require(getattr(self, name) > 0, name, f"must be > 0 (got {getattr(self, name)!r})")
+        _require(self.jwt_leeway >= 0, "jwt_leeway", f"must be >= 0 (got {self.jwt_leeway!r})")
+        _require(
+            self.heartbeat_timeout < self.heartbeat_interval,
+            "heartbeat_timeout",
+            "must be shorter than heartbeat_interval",
+        )
+        _require(
+            self.collector_timeout < self.stats_interval,
+            "collector_timeout",
+            "must be shorter than stats_interval",
+        )
+        for name in (
+            "recent_actions",
+            "max_message_bytes",
+            "max_token_bytes",
+            "notification_queue",
+        ):
+            _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
+        for name in ("role_claim", "roles_claim", "admin_role", "instance_name"):
+            _require(bool(getattr(self, name)), name, "must not be empty")
+        unknown = set(self.default_subscriptions) - set(SUBSCRIPTIONS)
+        _require(
+            not unknown,
+            "default_subscriptions",
+            f"unknown names {sorted(unknown)}; valid: {list(SUBSCRIPTIONS)}",
+        )
+        for origin in self.allowed_origins:
+            _require(
+                origin == "*" or _is_origin(origin),
+                "allowed_origins",
+                f"{origin!r} is not of the form scheme://host[:port] (or '*')",
+            )
+        _require(
+            urlsplit(self.broadcast_url).scheme
+            in ("memory", "redis", "rediss", "postgres", "postgresql"),
+            "broadcast_url",
+            "must start with memory://, redis:// or postgresql://",
+        )
+        _require(
+            bool(urlsplit(self.database_url).scheme),
+            "database_url",
+            "must be a database URL such as sqlite:///./adminstats.db",
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``ADMINSTATS_<NAME>`` variables; ``overrides`` win over them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = ENV_PREFIX + f.name.upper()
+            if f.name in _NOT_FROM_ENV or var not in env:
+                continue
+            try:
+                values[f.name] = _parse(f.name, env[var])
+            except ValueError as exc:
+                raise SettingsError(f"{var} (setting {f.name!r}): {exc}", f.name) from None
+        values.update(overrides)
+        if "jwt_secret" not in values:
+            raise SettingsError(
+                f"{ENV_PREFIX}JWT_SECRET (setting 'jwt_secret') is required", "jwt_secret"
+            )
+        try:
+            return cls(**values)
+        except SettingsError as exc:
+            name = exc.setting
+            if name is not None and name in values and name not in overrides:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}", name) from None
+            raise
+
+
+_NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
+_FLOATS = frozenset(
+    {
+        "jwt_leeway",
+        "stats_interval",
+        "heartbeat_interval",
+        "heartbeat_timeout",
+        "auth_timeout",
+        "collector_timeout",
+        "database_degraded_ms",
+    }
+)
+_INTS = frozenset({"recent_actions", "max_message_bytes", "max_token_bytes", "notification_queue"})
+_TUPLES = frozenset({"allowed_origins", "default_subscriptions"})
+_BOOLS = frozenset({"allow_missing_origin"})
+_OPTIONAL = frozenset({"jwt_issuer", "jwt_audience"})
+
+
+def _parse(name: str, raw: str) -> Any:
+    if name in _FLOATS:
+        return float(raw)
+    if name in _INTS:
+        return int(raw)
+    if name in _TUPLES:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if name in _BOOLS:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {raw!r}")
+    if name in _OPTIONAL:
+        return raw or None
+    return raw
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.path
+        and not parts.query
+        and not parts.fragment
+        and parts.username is None
+        and value == value.strip()
+    )
+
+
+def _require(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise SettingsError(f"setting '{name}' {problem}", name)

@@ -1,0 +1,78 @@
+"""Database health (a latency probe) and the game figures, through ``databases``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from databases import Database
+
+from .._sql import statement, utcnow_naive
+from ..audit import AuditLog
+from ..queries import Queries
+from .base import CollectorFailure
+
+__all__ = ["DatabaseHealthCollector", "DatabaseStatsCollector"]
+
+_ONLINE_USERS_WINDOW = timedelta(minutes=15)
+_ACTIVE_PLAYERS_WINDOW = timedelta(hours=24)
+
+
+class DatabaseHealthCollector:
+    """``system.database``: healthy, degraded (slow) or down, with the probe latency."""
+
+    name = "database"
+
+    def __init__(
+        self, database: Database, queries: Queries, *, degraded_ms: float, timeout: float
+    ) -> None:
+        self._db = database
+        self._probe = queries.probe
+        self._degraded_ms = degraded_ms
+        self._timeout = timeout
+
+    async def collect(self) -> Mapping[str, Any]:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._db.fetch_val(self._probe), self._timeout)
+        except Exception as exc:  # any driver error means the same to a dashboard: down
+            down = {"system": {"database": {"status": "down", "latency": None}}}
+            raise CollectorFailure(f"probe failed: {type(exc).__name__}", down) from exc
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        status = "degraded" if latency > self._degraded_ms else "healthy"
+        return {"system": {"database": {"status": status, "latency": latency}}}
+
+
+class DatabaseStatsCollector:
+    """``online``, ``totals`` and ``activity.recentActions`` from the host's tables."""
+
+    name = "queries"
+
+    def __init__(
+        self, database: Database, queries: Queries, audit: AuditLog, recent_actions: int
+    ) -> None:
+        self._db = database
+        self._queries = queries
+        self._audit = audit
+        self._recent = recent_actions
+
+    async def _value(self, sql: str, **values: Any) -> int:
+        return int(await self._db.fetch_val(statement(sql, **values)) or 0)
+
+    async def collect(self) -> Mapping[str, Any]:
+        now = utcnow_naive()
+        q = self._queries
+        return {
+            "online": {
+                "users": await self._value(q.online_users, since=now - _ONLINE_USERS_WINDOW),
+                "players": await self._value(q.online_players, since=now - _ACTIVE_PLAYERS_WINDOW),
+            },
+            "totals": {
+                "players": await self._value(q.total_players),
+                "villages": await self._value(q.total_villages),
+            },
+            "activity": {"recentActions": await self._audit.recent(self._recent)},
+        }

@@ -1,0 +1,168 @@
+"""Mounting: every documented form, with and without the trailing slash; lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from websockets.exceptions import InvalidStatus
+
+from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError
+
+from conftest import client, make_settings, prepare_database, recv, serve, token
+
+
+async def _home(request: Any) -> PlainTextResponse:
+    return PlainTextResponse("host home")
+
+
+def starlette_mount(stats: AdminStats) -> Starlette:
+    return Starlette(
+        routes=[Route("/", _home), Mount("/admin/ws", app=stats)], lifespan=stats.lifespan
+    )
+
+
+def fastapi_mount(stats: AdminStats) -> FastAPI:
+    app = FastAPI(lifespan=stats.lifespan)
+    app.get("/")(lambda: PlainTextResponse("host home"))
+    app.mount("/admin/ws", stats)
+    return app
+
+
+def middleware_form(stats: AdminStats) -> Any:
+    return AdminStatsMiddleware(
+        Starlette(routes=[Route("/", _home)]), path="/admin/ws", stats=stats
+    )
+
+
+async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+    """A host that knows nothing of lifespan or Starlette."""
+    if scope["type"] != "http":
+        raise RuntimeError(f"unsupported scope {scope['type']}")
+    await PlainTextResponse("host home")(scope, receive, send)
+
+
+def middleware_on_plain_asgi(stats: AdminStats) -> Any:
+    return AdminStatsMiddleware(plain_asgi, path="/admin/ws/", stats=stats)
+
+
+def fastapi_own_lifespan(stats: AdminStats) -> FastAPI:
+    """A host with its own lifespan enters the component's inside it."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        async with stats.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.mount("/admin/ws", stats)
+    return app
+
+
+def nested_mount(stats: AdminStats) -> Starlette:
+    inner = Starlette(routes=[Mount("/ws", app=stats)])
+    return Starlette(
+        routes=[Route("/", _home), Mount("/admin", app=inner)], lifespan=stats.lifespan
+    )
+
+
+FORMS = [
+    starlette_mount,
+    fastapi_mount,
+    middleware_form,
+    middleware_on_plain_asgi,
+    fastapi_own_lifespan,
+    nested_mount,
+]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("path", ["/admin/ws", "/admin/ws/"])
+async def test_every_mount_form_serves_both_paths(start: Any, form: Any, path: str) -> None:
+    _, addr = await start(host=form)
+    async with client(f"ws://{addr}{path}", tok=token()) as ws:
+        assert (await recv(ws))["type"] == "connected"
+        assert (await recv(ws))["type"] == "stats_update"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [starlette_mount, fastapi_mount, middleware_form, middleware_on_plain_asgi],
+    ids=lambda f: f.__name__,
+)
+async def test_host_routes_still_work(start: Any, form: Any) -> None:
+    _, addr = await start(host=form)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://{addr}/")).text == "host home"
+        upgrade = await http.get(f"http://{addr}/admin/ws/")
+    assert upgrade.status_code == 426
+
+
+async def test_unknown_subpath_is_refused(start: Any) -> None:
+    _, addr = await start()
+    with pytest.raises(InvalidStatus) as refused:
+        async with client(f"ws://{addr}/admin/ws/nothing", tok=token()):
+            pass
+    assert refused.value.response.status_code == 404
+
+
+async def test_connection_before_lifespan_fails_clearly(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path)
+    await prepare_database(settings.database_url)
+    stats = AdminStats(settings)
+    host = Starlette(routes=[Mount("/admin/ws", app=stats)])  # lifespan not wired
+    async with serve(host) as addr:
+        with (
+            caplog.at_level(logging.ERROR, "asgi_adminstats"),
+            pytest.raises(InvalidStatus) as refused,
+        ):
+            async with client(f"ws://{addr}/admin/ws/", tok=token()):
+                pass
+    assert refused.value.response.status_code == 503
+    assert b"not started" in refused.value.response.body
+    assert "lifespan=stats.lifespan" in caplog.text
+    with pytest.raises(NotStartedError, match="lifespan"):
+        await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
+
+
+async def test_standalone_app_runs_its_own_lifespan(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    await prepare_database(settings.database_url)
+    stats = AdminStats(settings)
+    async with serve(stats) as addr, client(f"ws://{addr}/", tok=token()) as ws:
+        assert (await recv(ws))["type"] == "connected"
+    assert not stats.started
+
+
+async def test_unreachable_database_degrades_stats_not_the_server(tmp_path: Any) -> None:
+    url = "sqlite:///" + str(tmp_path / "missing-dir" / "x.db")
+    stats = AdminStats(make_settings(tmp_path, database_url=url))
+    async with (
+        serve(starlette_mount(stats)) as addr,
+        client(f"ws://{addr}/admin/ws", tok=token()) as ws,
+    ):
+        await recv(ws)
+        data = (await recv(ws))["data"]
+        await ws.send('{"type": "ping"}')
+        assert (await recv(ws))["type"] == "pong"
+    assert data["system"]["database"] == {"status": "down", "latency": None}
+    assert data["meta"]["sources"]["database"]["ok"] is False
+    assert data["meta"]["sources"]["queries"]["error"] == "error: OperationalError"
+    assert data["online"]["users"] is None
+    assert data["system"]["memory"]["used"] > 0
+
+
+def test_middleware_needs_exactly_one_of_stats_or_settings(tmp_path: Any) -> None:
+    with pytest.raises(TypeError, match="exactly one"):
+        AdminStatsMiddleware(plain_asgi)
+    with pytest.raises(ValueError, match="path"):
+        AdminStatsMiddleware(plain_asgi, path="admin", settings=make_settings(tmp_path))

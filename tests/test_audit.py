@@ -1,0 +1,120 @@
+"""Audit actions: the instant push, redaction, and input validation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from asgi_adminstats import AUDIT_FIELDS
+from asgi_adminstats._sql import statement, utcnow_naive
+
+from conftest import client, recv, recv_type, token
+
+
+async def test_record_action_pushes_long_before_the_next_tick(start: Any) -> None:
+    stats, addr = await start()  # stats_interval is the default 5 s
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        await recv_type(ws, "stats_update")
+        started = time.perf_counter()
+        recorded = await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 7)
+        pushed = await recv_type(ws, "audit_action", timeout=1)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    assert pushed["data"] == recorded
+    assert tuple(pushed["data"]) == AUDIT_FIELDS
+    assert pushed["data"]["action"] == "BAN_PLAYER"
+    assert pushed["data"]["targetType"] == "PLAYER"
+    assert pushed["data"]["timestamp"].endswith("Z")
+    assert elapsed_ms < 1000
+    print(f"record_action -> client receipt: {elapsed_ms:.1f} ms")
+
+
+async def test_ids_increase_and_reach_every_subscriber(start: Any) -> None:
+    stats, addr = await start()
+    async with (
+        client(f"ws://{addr}/admin/ws", tok=token()) as a,
+        client(f"ws://{addr}/admin/ws", tok=token("bob")) as b,
+    ):
+        await recv(a)
+        await recv(b)
+        for action in ("BAN_PLAYER", "UNBAN_PLAYER"):
+            await stats.record_action(action, "alice", "PLAYER", "7")
+        got = {
+            name: [await recv_type(ws, "audit_action") for _ in range(2)]
+            for name, ws in (("a", a), ("b", b))
+        }
+    ids = [int(m["data"]["id"]) for m in got["a"]]
+    assert ids[0] < ids[1]
+    assert got["a"] == got["b"] or [m["data"] for m in got["a"]] == [m["data"] for m in got["b"]]
+
+
+async def test_not_sent_to_unsubscribed_clients(start: Any) -> None:
+    stats, addr = await start()
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "unsubscribe", "subscriptions": ["notifications"]}))
+        await recv_type(ws, "subscribed")
+        await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
+        with pytest.raises(TimeoutError):
+            await recv_type(ws, "audit_action", timeout=0.5)
+
+
+async def test_sensitive_columns_never_leave(start: Any) -> None:
+    stats, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    await stats.database.execute(
+        statement(
+            "INSERT INTO audit_log (action, admin, target_type, target_id, details, ip_address,"
+            " created_at) VALUES ('RESET_PASSWORD', 'root', 'USER', '3', 'new password: hunter2',"
+            " '10.1.2.3', :t)",
+            t=utcnow_naive(),
+        )
+    )
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        for _ in range(3):
+            update = await recv_type(ws, "stats_update")
+            actions = update["data"]["activity"]["recentActions"]
+            if actions:
+                break
+    assert actions[0]["action"] == "RESET_PASSWORD"
+    assert tuple(actions[0]) == AUDIT_FIELDS
+    raw = json.dumps(update)
+    assert "hunter2" not in raw and "10.1.2.3" not in raw
+
+
+async def test_recent_actions_newest_first_limited(start: Any) -> None:
+    stats, _ = await start(recent_actions=5)
+    for i in range(7):
+        await stats.record_action("BAN_PLAYER", "alice", "PLAYER", i)
+    recent = await stats.audit.recent(5)
+    assert [int(a["id"]) for a in recent] == sorted((int(a["id"]) for a in recent), reverse=True)
+    assert len(recent) == 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("", "alice", "PLAYER"),
+        ("BAN", None, "PLAYER"),
+        ("BAN", "alice", "x" * 200),
+    ],
+)
+async def test_invalid_input_is_refused(start: Any, args: tuple[Any, ...]) -> None:
+    stats, _ = await start()
+    with pytest.raises(ValueError, match="record_action"):
+        await stats.record_action(*args)
+
+
+async def test_push_while_many_ticks_pending_is_not_delayed(start: Any) -> None:
+    stats, addr = await start()
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        results = await asyncio.gather(
+            *(stats.record_action("BAN_PLAYER", "a", "PLAYER", i) for i in range(20))
+        )
+        pushed = [await recv_type(ws, "audit_action", timeout=2) for _ in results]
+    assert sorted(m["data"]["id"] for m in pushed) == sorted(r["id"] for r in results)

@@ -1,0 +1,29 @@
+"""The public API: ``__all__`` is complete and sorted (as httpx checks its own)."""
+
+from __future__ import annotations
+
+import types
+
+import asgi_adminstats
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Constants, then classes, then functions (ruff's RUF022 order)."""
+    if name.isupper():
+        return 0, name
+    return (1 if name[0].isupper() else 2), name
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {
+        name
+        for name, value in vars(asgi_adminstats).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public | {"__version__"} == set(asgi_adminstats.__all__)
+    assert asgi_adminstats.__all__ == sorted(asgi_adminstats.__all__, key=_isort_key)
+
+
+def test_every_name_resolves() -> None:
+    for name in asgi_adminstats.__all__:
+        assert getattr(asgi_adminstats, name) is not None
