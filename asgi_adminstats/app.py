@@ -88,7 +88,7 @@ class AdminStats:
                     self.database,
                     settings.queries,
                     degraded_ms=settings.database_degraded_ms,
-                    timeout=settings.collector_timeout * 0.9,
+                    timeout=settings.collector_deadline * 0.9,
                 ),
                 DatabaseStatsCollector(
                     self.database, settings.queries, self.audit, settings.recent_actions
@@ -96,7 +96,7 @@ class AdminStats:
                 *collectors,
             ],
             instance=settings.instance_name,
-            timeout=settings.collector_timeout,
+            timeout=settings.collector_deadline,
             connections=lambda: len(self.hub),
         )
         self._tick_task: asyncio.Task[None] | None = None

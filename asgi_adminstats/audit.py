@@ -7,9 +7,9 @@ from typing import Any
 
 from databases import Database
 
-from ._sql import as_utc, statement, utcnow_naive
 from .protocol import utc_timestamp
 from .queries import Queries
+from .sql import as_utc, is_postgres, statement, utcnow_naive
 
 __all__ = ["AUDIT_FIELDS", "AuditLog", "redact"]
 
@@ -59,7 +59,7 @@ class AuditLog:
             "created_at": utcnow_naive(),
         }
         sql = self._queries.insert_action
-        if self._db.url.dialect == "postgresql" and "returning" not in sql.lower():
+        if is_postgres(self._db) and "returning" not in sql.lower():
             sql += " RETURNING id"
         async with self._db.transaction():
             row_id = await self._db.execute(statement(sql, **values))

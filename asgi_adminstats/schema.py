@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from databases import Database
 
+from .sql import is_postgres
+
 __all__ = ["DEFAULT_SCHEMA", "create_default_schema"]
 
 _ID = {
@@ -51,7 +53,7 @@ DEFAULT_SCHEMA = (
 
 async def create_default_schema(database: Database) -> None:
     """Create the default tables if missing (idempotent)."""
-    dialect = database.url.dialect
+    dialect = "postgresql" if is_postgres(database) else database.url.dialect
     if dialect not in _ID:
         raise ValueError(
             f"no default schema for the {dialect!r} dialect; "

@@ -44,26 +44,32 @@ class Session:
 
     async def run(self) -> None:
         offer = offered_token(self._ws.scope)
+        peer = self._ws.client.host if self._ws.client else "-"
+        identity: Identity | Close | None
         try:
             identity = self._verifier.verify(offer.token) if offer.token else None
         except AuthError as exc:
-            await self._ws.accept(subprotocol=offer.subprotocol)
-            await self._close(Close(int(exc.code), exc.reason))
-            return
+            identity = Close(int(exc.code), exc.reason)
         await self._ws.accept(subprotocol=offer.subprotocol)
         if identity is None:
-            first = await self._authenticate_first_message()
-            if isinstance(first, Close):
-                await self._close(first)
-                return
-            if first is None:
-                return
-            identity = first
+            identity = await self._authenticate_first_message()
+            if identity is None:
+                return  # the client left before authenticating
+        if isinstance(identity, Close):
+            logger.info(
+                "admin rejected: client=%s code=%s reason=%r (token via %s)",
+                peer,
+                identity.code,
+                identity.reason,
+                offer.source or "message",
+            )
+            await self._close(identity)
+            return
         self.identity = identity
         started = time.monotonic()
         await self._ws.send_text(protocol.encode(self._connected_message()))
         self._hub.add(self)
-        logger.info("admin connected: sub=%s connection=%s", identity.sub, self.id)
+        logger.info("admin connected: sub=%s client=%s connection=%s", identity.sub, peer, self.id)
         try:
             close = await self._serve()
         finally:

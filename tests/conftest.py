@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from websockets.asyncio.client import ClientConnection, connect
 
 from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
-from asgi_adminstats._sql import statement, utcnow_naive
+from asgi_adminstats.sql import statement, utcnow_naive
 
 SECRET = "test-secret-" + "x" * 32
 ORIGIN = "http://dashboard.example.com"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from asgi_adminstats import AUDIT_FIELDS
-from asgi_adminstats._sql import statement, utcnow_naive
+from asgi_adminstats.sql import statement, utcnow_naive
 
 from conftest import client, recv, recv_type, token
 
@@ -64,7 +64,7 @@ async def test_not_sent_to_unsubscribed_clients(start: Any) -> None:
 
 
 async def test_sensitive_columns_never_leave(start: Any) -> None:
-    stats, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    stats, addr = await start(stats_interval=0.3)
     await stats.database.execute(
         statement(
             "INSERT INTO audit_log (action, admin, target_type, target_id, details, ip_address,"

@@ -33,7 +33,7 @@ async def test_connected_then_stats_at_once(start: Any) -> None:
 
 
 async def test_stats_every_interval(start: Any) -> None:
-    _, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    _, addr = await start(stats_interval=0.3)
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
         stamps = [
@@ -44,7 +44,7 @@ async def test_stats_every_interval(start: Any) -> None:
 
 
 async def test_connection_count_includes_this_connection(start: Any) -> None:
-    _, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    _, addr = await start(stats_interval=0.3)
     async with (
         client(f"ws://{addr}/admin/ws", tok=token()) as a,
         client(f"ws://{addr}/admin/ws", tok=token("bob")) as b,
@@ -57,7 +57,7 @@ async def test_connection_count_includes_this_connection(start: Any) -> None:
 
 
 async def test_subscribe_and_unsubscribe(start: Any) -> None:
-    _, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    _, addr = await start(stats_interval=0.3)
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
         await ws.send(json.dumps({"type": "unsubscribe", "subscriptions": ["stats"]}))

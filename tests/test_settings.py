@@ -17,7 +17,8 @@ SECRET = "s" * 32
         ({"jwt_secret": "short"}, "jwt_secret"),
         ({"stats_interval": 0}, "stats_interval"),
         ({"heartbeat_timeout": 40}, "heartbeat_timeout"),
-        ({"collector_timeout": 9}, "collector_timeout"),
+        ({"collector_timeout": 0}, "collector_timeout"),
+        ({"allowed_origins": ("http://a b:80",)}, "allowed_origins"),
         ({"recent_actions": 0}, "recent_actions"),
         ({"allowed_origins": ("example.com",)}, "allowed_origins"),
         ({"allowed_origins": ("https://a.example.com/path",)}, "allowed_origins"),
@@ -39,6 +40,12 @@ def test_defaults_follow_the_protocol() -> None:
     assert s.default_subscriptions == ("stats", "notifications")
     assert s.broadcast_url == "memory://" and s.max_message_bytes == 4096
     assert SECRET not in repr(s)
+
+
+def test_collector_deadline_is_capped_at_half_a_tick() -> None:
+    assert Settings(jwt_secret=SECRET).collector_deadline == 2.0
+    assert Settings(jwt_secret=SECRET, stats_interval=1).collector_deadline == 0.5
+    assert Settings(jwt_secret=SECRET, collector_timeout=0.1).collector_deadline == 0.1
 
 
 def test_frozen() -> None:

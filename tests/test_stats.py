@@ -39,7 +39,7 @@ def _check_shape(data: Mapping[str, Any], shape: Mapping[str, Any], where: str =
 
 
 async def test_snapshot_has_the_seed_shape_and_right_numbers(start: Any) -> None:
-    stats, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    stats, addr = await start(stats_interval=0.3)
     await stats.record_action("BAN_PLAYER", "AdminUser", "PLAYER", 1)
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
@@ -81,7 +81,7 @@ class Flaky:
 
 async def test_failing_collector_gives_stale_snapshot_and_connection_stays(start: Any) -> None:
     flaky = Flaky()
-    _, addr = await start(stats_interval=0.3, collector_timeout=0.2, collectors=(flaky,))
+    _, addr = await start(stats_interval=0.3, collectors=(flaky,))
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
         good = (await recv_type(ws, "stats_update"))["data"]
@@ -157,7 +157,7 @@ async def test_snapshot_is_serialized_once_per_tick(
         return real_encode(message)
 
     monkeypatch.setattr(protocol, "encode", counting_encode)
-    stats, addr = await start(stats_interval=0.3, collector_timeout=0.2)
+    stats, addr = await start(stats_interval=0.3)
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(client(f"ws://{addr}/admin/ws", tok=token(f"u{i}")))

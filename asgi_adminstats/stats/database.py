@@ -10,9 +10,9 @@ from typing import Any
 
 from databases import Database
 
-from .._sql import statement, utcnow_naive
 from ..audit import AuditLog
 from ..queries import Queries
+from ..sql import statement, utcnow_naive
 from .base import CollectorFailure
 
 __all__ = ["DatabaseHealthCollector", "DatabaseStatsCollector"]

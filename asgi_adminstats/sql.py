@@ -1,14 +1,15 @@
-"""Portable parameter binding for raw SQL run through ``databases``."""
+"""Portable SQL helpers for ``databases``: typed parameters, naive-UTC timestamps."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from databases import Database
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
-__all__ = ["as_utc", "statement", "utcnow_naive"]
+__all__ = ["as_utc", "is_postgres", "statement", "utcnow_naive"]
 
 
 def statement(sql: str, **values: Any) -> TextClause:
@@ -37,3 +38,8 @@ def as_utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def is_postgres(database: Database) -> bool:
+    """``postgresql://`` and ``postgres://`` both reach PostgreSQL through ``databases``."""
+    return database.url.dialect in ("postgresql", "postgres")

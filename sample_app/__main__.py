@@ -1,0 +1,161 @@
+"""``python -m sample_app``: configure from the environment, print how to log in, serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from databases import DatabaseURL
+from starlette.applications import Starlette
+
+from asgi_adminstats import Settings, SettingsError, mint_token
+from asgi_adminstats.settings import ENV_PREFIX
+
+from .app import WS_PATH, create_app
+
+__all__ = ["DEFAULT_DATABASE_URL", "Config", "default_origins", "load_config", "main"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./adminstats-sample.db"
+_STARTUP_TOKEN_TTL = 12 * 3600
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_DIALECTS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    database_url: str
+    dev: bool
+    generated_secret: bool
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def default_origins(host: str, port: int) -> tuple[str, ...]:
+    candidates = (
+        f"http://{_url_host(host)}:{port}",
+        f"http://localhost:{port}",
+        f"http://127.0.0.1:{port}",
+    )
+    return tuple(dict.fromkeys(candidates))
+
+
+def load_config(
+    host: str, port: int, *, dev: bool, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Settings from the environment; raises :class:`SettingsError` naming the variable."""
+    env = os.environ if environ is None else environ
+    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    dialect = DatabaseURL(database_url).dialect
+    if dialect == "postgres":
+        raise SettingsError("DATABASE_URL: write postgresql:// (not postgres://)", "database_url")
+    if dialect not in _DIALECTS:
+        raise SettingsError(
+            f"DATABASE_URL: the sample app supports sqlite:// and "
+            f"postgresql:// URLs (got {dialect or 'no scheme'!r})",
+            "database_url",
+        )
+    # Only fill what is unset: then a bad variable is reported under its own name.
+    overrides: dict[str, Any] = {"database_url": database_url}
+    generated = "ADMINSTATS_JWT_SECRET" not in env
+    if generated:
+        overrides["jwt_secret"] = secrets.token_urlsafe(32)
+    if "ADMINSTATS_ALLOWED_ORIGINS" not in env:
+        overrides["allowed_origins"] = default_origins(host, port)
+    try:
+        settings = Settings.from_env(env, **overrides)
+    except SettingsError as exc:
+        name = exc.setting
+        if name == "database_url":
+            raise SettingsError(f"DATABASE_URL: {exc}", name) from None
+        var = f"{ENV_PREFIX}{(name or '').upper()}"
+        if name and var not in env:
+            # A default (or a value made up here) clashes with a variable that was set:
+            # say which variable fixes it, since the message cannot.
+            raise SettingsError(f"{exc} (set {var} to change it)", name) from None
+        raise
+    dev = dev or env.get("ADMINSTATS_DEV", "").strip().lower() in _TRUE
+    return Config(settings, database_url, dev, generated)
+
+
+def _banner(config: Config, host: str, port: int) -> str:
+    settings = config.settings
+    token = mint_token(
+        settings.jwt_secret,
+        sub="dev-admin",
+        ttl=_STARTUP_TOKEN_TTL,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    base = f"{_url_host(host)}:{port}"
+    lines = ["asgi-adminstats sample app"]
+    if config.generated_secret:
+        lines.append(
+            "  ADMINSTATS_JWT_SECRET is not set: generated a random secret for this "
+            "run (tokens stop working when the server restarts)."
+        )
+    lines += [
+        f"  Dashboard:       http://{base}/admin",
+        f"  WebSocket:       ws://{base}{WS_PATH}",
+        f"  Allowed origins: {', '.join(settings.allowed_origins) or '(none)'}",
+        "  Admin token (sub=dev-admin, valid 12 h):",
+        f"    {token}",
+    ]
+    if config.dev:
+        lines.append(
+            '  Dev mode: the dashboard has a "Dev login" button '
+            "(development only: never enable it in production)."
+        )
+    else:
+        lines.append("  Sign in by pasting the token above into the dashboard's token field.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sample_app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help='enable the dashboard\'s "Dev login" (also ADMINSTATS_DEV=1)',
+    )
+    parser.add_argument(
+        "--no-simulate",
+        dest="simulate",
+        action="store_false",
+        help="do not generate fake player traffic",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.host, args.port, dev=args.dev)
+        app: Starlette = create_app(
+            config.settings,
+            database_url=config.database_url,
+            dev=config.dev,
+            simulate=args.simulate,
+        )
+    except SettingsError as exc:
+        print(f"sample_app: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        # databases imports the driver when the Database is made, e.g. asyncpg.
+        print(f"sample_app: DATABASE_URL: driver not installed ({exc})", file=sys.stderr)
+        return 2
+    print(_banner(config, args.host, args.port), flush=True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    uvicorn.run(app, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
