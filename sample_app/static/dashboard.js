@@ -411,11 +411,13 @@ function formatLatency(ms) {
 
 function formatUptime(seconds) {
   if (typeof seconds !== "number") return "–";
+  // h:mm:ss fits one line of a card even on a narrow screen; days only when needed.
   const s = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(s / 3600);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
   const pad = (n) => String(n).padStart(2, "0");
-  return `${h}h ${pad(m)}m ${pad(s % 60)}s`;
+  return `${d ? `${d}d ` : ""}${h}:${pad(m)}:${pad(s % 60)}`;
 }
 
 function formatDuration(seconds) {
