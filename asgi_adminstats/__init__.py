@@ -1,6 +1,6 @@
 """Live admin statistics over WebSocket for any ASGI application."""
 
-from .app import AdminStats, NotStartedError
+from .app import AdminStats, NotStartedError, StartupError
 from .audit import AUDIT_FIELDS
 from .auth import AuthError, Identity
 from .bus import PayloadTooLarge
@@ -30,6 +30,7 @@ __all__ = [
     "Queries",
     "Settings",
     "SettingsError",
+    "StartupError",
     "__version__",
     "create_default_schema",
     "mint_token",

@@ -35,7 +35,7 @@ from .stats import (
     SystemCollector,
 )
 
-__all__ = ["AdminStats", "NotStartedError"]
+__all__ = ["AdminStats", "NotStartedError", "StartupError"]
 
 logger = logging.getLogger("asgi_adminstats")
 
@@ -48,6 +48,10 @@ _NOT_STARTED = (
 
 class NotStartedError(RuntimeError):
     """An operation that needs a started component ran before ``startup()``."""
+
+
+class StartupError(RuntimeError):
+    """The component cannot start; the message names the setting at fault."""
 
 
 class AdminStats:
@@ -109,7 +113,13 @@ class AdminStats:
         if self.started:
             raise RuntimeError("AdminStats is already started")
         if self._owns_database:
-            await self.database.connect()
+            try:
+                await self.database.connect()
+            except Exception as exc:
+                raise StartupError(
+                    f"setting 'database_url' ({self.database.url.obscure_password}): "
+                    f"cannot connect: {type(exc).__name__}: {exc}"
+                ) from exc
         try:
             await self._bus.start()
             await self.tick()

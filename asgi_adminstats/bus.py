@@ -7,7 +7,6 @@ per channel and hands each message to the hub, never once per socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -48,7 +47,9 @@ class Bus:
         for channel, handler in self._handlers.items():
             subscribed = asyncio.Event()
             ready.append(subscribed)
-            self._tasks.append(asyncio.create_task(self._listen(channel, handler, subscribed)))
+            task = asyncio.create_task(self._listen(channel, handler, subscribed))
+            task.add_done_callback(_report_end)
+            self._tasks.append(task)
         await asyncio.gather(*(event.wait() for event in ready))
 
     async def stop(self) -> None:
@@ -57,8 +58,11 @@ class Bus:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._owned:
-            with contextlib.suppress(Exception):
+            try:
                 await self._broadcast.disconnect()
+            except Exception:
+                # Shutting down anyway: say so, but do not fail the host's shutdown.
+                logger.warning("disconnecting the bus failed", exc_info=True)
 
     async def publish(self, channel: str, text: str) -> None:
         size = len(text.encode())
@@ -77,3 +81,11 @@ class Bus:
                     handler(event.message)
                 except Exception:
                     logger.exception("handler for bus channel %r failed", channel)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    # A listener only ends by cancellation; anything else leaves this instance deaf.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "bus listener stopped: this instance receives no pushes", exc_info=task.exception()
+        )

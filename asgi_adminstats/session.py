@@ -43,6 +43,12 @@ class Session:
         self._pong = asyncio.Event()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        except _GONE:
+            logger.debug("connection %s: the client left mid-handshake", self.id)
+
+    async def _run(self) -> None:
         offer = offered_token(self._ws.scope)
         peer = self._ws.client.host if self._ws.client else "-"
         identity: Identity | Close | None

@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from websockets.exceptions import InvalidStatus
 
-from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError
+from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError, StartupError
 
 from conftest import client, make_settings, prepare_database, recv, serve, token
 
@@ -166,3 +166,17 @@ def test_middleware_needs_exactly_one_of_stats_or_settings(tmp_path: Any) -> Non
         AdminStatsMiddleware(plain_asgi)
     with pytest.raises(ValueError, match="path"):
         AdminStatsMiddleware(plain_asgi, path="admin", settings=make_settings(tmp_path))
+
+
+async def test_unreachable_database_server_fails_startup_naming_the_setting(
+    tmp_path: Any,
+) -> None:
+    stats = AdminStats(
+        make_settings(tmp_path, database_url="postgresql://admin:s3cret@127.0.0.1:1/game")
+    )
+    with pytest.raises(StartupError) as err:
+        await stats.startup()
+    message = str(err.value)
+    assert "setting 'database_url'" in message and "cannot connect" in message
+    assert "s3cret" not in message and "127.0.0.1:1" in message
+    assert not stats.started
