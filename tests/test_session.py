@@ -180,3 +180,21 @@ async def test_shutdown_closes_1001(start: Any) -> None:
         code, reason = await closed(ws)
         await shutdown
     assert (code, reason) == (CloseCode.GOING_AWAY, "going away")
+
+
+async def test_unexpected_failure_closes_1011_without_details(
+    start: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asgi_adminstats.session import Session
+
+    def broken(self: Session, message: object) -> None:
+        raise ZeroDivisionError("secret internals")
+
+    _, addr = await start()
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        monkeypatch.setattr(Session, "_handle", broken)
+        await ws.send('{"type": "ping"}')
+        code, reason = await closed(ws)
+    assert (code, reason) == (CloseCode.INTERNAL_ERROR, "internal error")
+    assert "ZeroDivisionError: secret internals" in caplog.text  # in the server log only
