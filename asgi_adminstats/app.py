@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -12,21 +11,26 @@ from typing import Any
 
 from broadcaster import Broadcast
 from databases import Database
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import protocol
 from ._routing import route_bare_paths, route_path
 from .audit import AuditLog
+from .audit_feed import AuditFeed
 from .auth import JWTVerifier
-from .bus import AUDIT_CHANNEL, STATS_CHANNEL, Bus
+from .backends import BusStatus, create_broadcast, engine_of, masked_url
+from .bus import Bus
+from .cluster import Presence, Producer
 from .guard import OriginGuard
 from .hub import Hub
+from .leader import create_lease
 from .outbox import Close
 from .protocol import CloseCode
+from .schema import audit_trigger_installed
 from .session import Session
 from .settings import Settings
+from .sql import is_postgres
 from .stats import (
     Collector,
     DatabaseHealthCollector,
@@ -76,34 +80,50 @@ class AdminStats:
         self.database = database if database is not None else Database(settings.database_url)
         self.hub = Hub()
         self.audit = AuditLog(self.database, settings.queries)
+        self.feed = AuditFeed(self.audit, self.hub)
         self._verifier = JWTVerifier(settings)
         self._origins = OriginGuard(settings)
-        self._bus = Bus(
-            broadcast if broadcast is not None else Broadcast(settings.broadcast_url),
-            owned=broadcast is None,
+        engine = engine_of(settings.broadcast_url)
+        owns_bus = broadcast is None
+        if broadcast is None:
+            broadcast, self.bus_status, backend = create_broadcast(settings)
+            if backend is not None:
+                backend.on_down(self._bus_down)
+                backend.on_reconnect(self._bus_up)
+        else:
+            self.bus_status = BusStatus(engine)  # the host's Broadcast: its health is theirs
+        self._bus = Bus(broadcast, engine=engine, prefix=settings.channel_prefix, owned=owns_bus)
+        deadline = settings.collector_deadline
+        self._db_collectors = (
+            DatabaseHealthCollector(
+                self.database,
+                settings.queries,
+                degraded_ms=settings.database_degraded_ms,
+                timeout=deadline * 0.9,
+            ),
+            DatabaseStatsCollector(
+                self.database, settings.queries, self.audit, settings.recent_actions
+            ),
         )
-        self._bus.on(STATS_CHANNEL, self.hub.publish_stats)
-        self._bus.on(AUDIT_CHANNEL, self._on_audit)
-        self._started_at = time.monotonic()
-        self._engine = StatsEngine(
-            [
-                SystemCollector(self._started_at),
-                DatabaseHealthCollector(
-                    self.database,
-                    settings.queries,
-                    degraded_ms=settings.database_degraded_ms,
-                    timeout=settings.collector_deadline * 0.9,
-                ),
-                DatabaseStatsCollector(
-                    self.database, settings.queries, self.audit, settings.recent_actions
-                ),
-                *collectors,
-            ],
-            instance=settings.instance_name,
-            timeout=settings.collector_deadline,
-            connections=lambda: len(self.hub),
+        presence = Presence(settings.instance_name, freshness=settings.stats_interval * 2.5)
+        self.producer = Producer(
+            engine=StatsEngine(
+                [SystemCollector(time.monotonic()), *self._db_collectors, *collectors],
+                instance=settings.instance_name,
+                timeout=deadline,
+            ),
+            bus=self._bus,
+            status=self.bus_status,
+            lease=create_lease(settings),
+            hub=self.hub,
+            presence=presence,
         )
+        self._bus.on("stats", self.hub.publish_stats)
+        self._bus.on("audit", self.feed.on_bus)
+        self._bus.on("presence", presence.on_report)
+        self._trigger_pushes = False
         self._tick_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.started = False
 
     # --- lifecycle ------------------------------------------------------------------
@@ -121,16 +141,46 @@ class AdminStats:
                     f"cannot connect: {type(exc).__name__}: {exc}"
                 ) from exc
         try:
-            await self._bus.start()
-            await self.tick()
+            await self._start_feed()
+            try:
+                await self._bus.start()
+            except Exception as exc:
+                raise StartupError(
+                    f"setting 'broadcast_url' ({masked_url(self.settings.broadcast_url)}): "
+                    f"cannot connect: {type(exc).__name__}: {exc}"
+                ) from exc
+            await self.producer.local_snapshot()
         except BaseException:
             await self._bus.stop()
             if self._owns_database:
                 await self.database.disconnect()
             raise
+        self._stopping = asyncio.Event()
         self._tick_task = asyncio.create_task(self._tick_forever(), name="adminstats-tick")
         self.started = True
-        logger.info("adminstats started (instance %s)", self.settings.instance_name)
+        logger.info(
+            "adminstats started (instance %s, bus %s, audit pushes %s)",
+            self.settings.instance_name,
+            self.bus_status.backend,
+            "by database trigger" if self._trigger_pushes else "by record_action",
+        )
+
+    async def _start_feed(self) -> None:
+        try:
+            await self.feed.start()
+            self._trigger_pushes = self._bus_shares_database() and await audit_trigger_installed(
+                self.database, prefix=self.settings.channel_prefix, table=self.settings.audit_table
+            )
+        except Exception as exc:  # a broken database degrades pushes, it does not stop us
+            logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, exc)
+
+    def _bus_shares_database(self) -> bool:
+        """The trigger's NOTIFY reaches the bus only on the same PostgreSQL database."""
+        if not is_postgres(self.database) or self.bus_status.backend != "postgresql":
+            return False
+        bus = Database(self.settings.broadcast_url).url
+        db = self.database.url
+        return (bus.hostname, bus.port, bus.database) == (db.hostname, db.port, db.database)
 
     async def shutdown(self) -> None:
         if not self.started:
@@ -138,9 +188,13 @@ class AdminStats:
         self.started = False
         self.hub.close_all(Close.of(CloseCode.GOING_AWAY))
         if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
+            # Let a tick in flight finish: cancelling queries mid-way can wedge a pool.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._tick_task, self.settings.collector_deadline + 1)
+            except TimeoutError:
+                logger.warning("the last stats tick did not finish in time; cancelled")
+        await self.producer.release()
         await self._bus.stop()
         if self._owns_database:
             await self.database.disconnect()
@@ -160,24 +214,19 @@ class AdminStats:
         finally:
             await self.shutdown()
 
-    # --- stats and audit ------------------------------------------------------------
+    # --- stats, audit, bus ----------------------------------------------------------
 
     async def tick(self) -> None:
-        """Collect one snapshot and publish it to every instance's clients."""
-        data = await self._engine.snapshot()
-        text = protocol.encode(protocol.server_message("stats_update", data=data))
-        try:
-            await self._bus.publish(STATS_CHANNEL, text)
-        except Exception:
-            # Local clients still get it: a broken bus degrades the cluster, not this node.
-            logger.exception("publishing the stats snapshot failed; delivering locally")
-            self.hub.publish_stats(text)
+        """One stats tick: produce and publish if this instance is the producer."""
+        await self.producer.tick()
 
     async def _tick_forever(self) -> None:
         interval = self.settings.stats_interval
         next_at = time.monotonic() + interval
-        while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, next_at - time.monotonic()))
+                return
             next_at += interval
             try:
                 await self.tick()
@@ -191,18 +240,47 @@ class AdminStats:
     ) -> dict[str, Any]:
         """Insert an audit action and push it to ``notifications`` subscribers at once.
 
-        Returns the action as clients see it (only the public fields).
+        Returns the action as clients see it (only the public fields). The insert is
+        committed first; then this instance's clients get it directly and the others
+        through the bus (or the PostgreSQL trigger).
         """
         if not self.started:
             raise NotStartedError(_NOT_STARTED)
         data = await self.audit.insert(action, admin, target_type, target_id)
-        await self._bus.publish(AUDIT_CHANNEL, protocol.encode(data))
+        self.feed.push(data)
+        if not self._trigger_pushes and not await self._bus.publish_quietly("audit", data["id"]):
+            self.feed.unpublished.append(int(data["id"]))  # published again on reconnect
         return data
 
-    def _on_audit(self, payload: str) -> None:
-        data = json.loads(payload)
-        message = protocol.server_message("audit_action", data=data)
-        self.hub.publish_notification(protocol.encode(message))
+    async def _bus_down(self) -> None:
+        self.feed.bus_down()
+
+    async def _bus_up(self) -> None:
+        await self.feed.bus_up()
+        while self.feed.unpublished:
+            action_id = self.feed.unpublished.popleft()
+            if not await self._bus.publish_quietly("audit", str(action_id)):
+                self.feed.unpublished.appendleft(action_id)
+                break
+
+    def health(self) -> dict[str, Any]:
+        """What ``<mount>/health`` answers: never secrets, only states and counts."""
+        latest = self.hub.latest_data()
+        database = (latest or {}).get("system", {}).get("database", {}).get("status")
+        ok = self.started and self.bus_status.up and database in ("healthy", "degraded")
+        return {
+            "status": "ok" if ok else "degraded",
+            "instance": self.settings.instance_name,
+            "connections": len(self.hub),
+            "bus": self.bus_status.as_dict(),
+            "database": database,
+            "producer": {
+                "leading": self.producer.leading,
+                "lastSeen": (latest or {}).get("meta", {}).get("instance"),
+                "snapshots": self.producer.ticks,
+            },
+            "statsQueries": sum(c.queries for c in self._db_collectors),
+        }
 
     # --- ASGI -----------------------------------------------------------------------
 
@@ -210,18 +288,10 @@ class AdminStats:
         if scope["type"] == "lifespan":
             await self._serve_lifespan(receive, send)
             return
-        at_root = route_path(scope) in ("", "/")
+        path = route_path(scope)
+        at_root = path in ("", "/")
         if scope["type"] == "http":
-            response = (
-                PlainTextResponse(
-                    "426 Upgrade Required: connect with a WebSocket",
-                    status_code=426,
-                    headers={"Upgrade": "websocket"},
-                )
-                if at_root
-                else PlainTextResponse("Not Found", status_code=404)
-            )
-            await response(scope, receive, send)
+            await self._serve_http(path, at_root, scope, receive, send)
             return
         if scope["type"] != "websocket":
             return
@@ -238,6 +308,22 @@ class AdminStats:
             await Session(
                 websocket, settings=self.settings, verifier=self._verifier, hub=self.hub
             ).run()
+
+    async def _serve_http(
+        self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response: PlainTextResponse | JSONResponse
+        if at_root:
+            response = PlainTextResponse(
+                "426 Upgrade Required: connect with a WebSocket",
+                status_code=426,
+                headers={"Upgrade": "websocket"},
+            )
+        elif path == "/health" and self.settings.health_endpoint:
+            response = JSONResponse(self.health(), headers={"Cache-Control": "no-store"})
+        else:
+            response = PlainTextResponse("Not Found", status_code=404)
+        await response(scope, receive, send)
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         """Lifespan when this app is the server's top-level app."""

@@ -69,6 +69,13 @@ class AuditLog:
         row = await self._db.fetch_one(statement(self._queries.action_by_id, id=int(action_id)))
         return redact(row._mapping) if row is not None else None
 
+    async def max_id(self) -> int:
+        return int(await self._db.fetch_val(self._queries.last_action_id) or 0)
+
+    async def since(self, action_id: int, limit: int) -> list[dict[str, Any]]:
+        sql = statement(self._queries.actions_since, since=action_id, limit=limit)
+        return [redact(row._mapping) for row in await self._db.fetch_all(sql)]
+
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch_all(statement(self._queries.recent_actions, limit=limit))
         return [redact(row._mapping) for row in rows]

@@ -1,44 +1,53 @@
 """The cross-process bus: ``broadcaster`` channels, one subscription each per instance.
 
 broadcaster keeps an unbounded queue per subscriber, so this instance subscribes once
-per channel and hands each message to the hub, never once per socket.
+per channel and hands each message to its handler, never once per socket. Every
+publish goes through one guard that refuses payloads over the engine's limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from broadcaster import Broadcast
 
-__all__ = ["AUDIT_CHANNEL", "MAX_PAYLOAD_BYTES", "STATS_CHANNEL", "Bus", "PayloadTooLarge"]
+__all__ = ["PAYLOAD_LIMITS", "Bus", "PayloadTooLarge"]
 
 logger = logging.getLogger("asgi_adminstats.bus")
 
-STATS_CHANNEL = "adminstats_stats"
-AUDIT_CHANNEL = "adminstats_audit"
-#: PostgreSQL's NOTIFY payload limit (8000 bytes) bounds every backend alike.
-MAX_PAYLOAD_BYTES = 7999
+#: Bytes per message: PostgreSQL's NOTIFY payload is capped below 8000 bytes; Redis
+#: and memory take far more, but a snapshot over 1 MiB is a mistake to report.
+PAYLOAD_LIMITS = {"postgresql": 7999, "redis": 1 << 20, "memory": 1 << 20}
 
 
 class PayloadTooLarge(ValueError):
     pass
 
 
-Handler = Callable[[str], None]
+Handler = Callable[[str], Awaitable[None] | None]
 
 
 class Bus:
-    def __init__(self, broadcast: Broadcast, *, owned: bool) -> None:
+    """Named channels (``stats``, ``audit``, ``presence``) under ``prefix``."""
+
+    def __init__(self, broadcast: Broadcast, *, engine: str, prefix: str, owned: bool) -> None:
         self._broadcast = broadcast
         self._owned = owned
+        self._engine = engine
+        self._prefix = prefix
+        self._limit = PAYLOAD_LIMITS[engine]
         self._handlers: dict[str, Handler] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def on(self, channel: str, handler: Handler) -> None:
+    def channel(self, name: str) -> str:
+        return f"{self._prefix}_{name}"
+
+    def on(self, name: str, handler: Handler) -> None:
         """Route a channel's messages to ``handler`` (register before ``start``)."""
-        self._handlers[channel] = handler
+        self._handlers[self.channel(name)] = handler
 
     async def start(self) -> None:
         if self._owned:
@@ -64,13 +73,24 @@ class Bus:
                 # Shutting down anyway: say so, but do not fail the host's shutdown.
                 logger.warning("disconnecting the bus failed", exc_info=True)
 
-    async def publish(self, channel: str, text: str) -> None:
+    async def publish(self, name: str, text: str) -> None:
+        """Publish ``text``; raises :class:`PayloadTooLarge` or the engine's error."""
         size = len(text.encode())
-        if size > MAX_PAYLOAD_BYTES:
+        if size > self._limit:
             raise PayloadTooLarge(
-                f"bus payload on {channel!r} is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"
+                f"bus message on {self.channel(name)!r} is {size} bytes; the {self._engine} "
+                f"bus takes at most {self._limit}"
             )
-        await self._broadcast.publish(channel, text)
+        await self._broadcast.publish(self.channel(name), text)
+
+    async def publish_quietly(self, name: str, text: str) -> bool:
+        """Publish; on failure log (not raise) and say so: for best-effort messages."""
+        try:
+            await self.publish(name, text)
+        except Exception as exc:
+            logger.debug("publishing on %s failed: %s", self.channel(name), type(exc).__name__)
+            return False
+        return True
 
     async def _listen(self, channel: str, handler: Handler, subscribed: asyncio.Event) -> None:
         async with self._broadcast.subscribe(channel) as subscriber:
@@ -78,7 +98,9 @@ class Bus:
             while True:
                 event = await subscriber.get()
                 try:
-                    handler(event.message)
+                    result = handler(event.message)
+                    if inspect.isawaitable(result):
+                        await result
                 except Exception:
                     logger.exception("handler for bus channel %r failed", channel)
 

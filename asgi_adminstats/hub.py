@@ -6,7 +6,8 @@ text to every subscribed session's outbox.
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+from typing import Any, Protocol
 
 from .outbox import Close, Outbox
 
@@ -22,6 +23,13 @@ class Hub:
     def __init__(self) -> None:
         self._members: set[Member] = set()
         self.latest_stats: str | None = None
+
+    def latest_data(self) -> dict[str, Any] | None:
+        """The latest snapshot's ``data`` (decoded: for occasional readers only)."""
+        if self.latest_stats is None:
+            return None
+        data: dict[str, Any] = json.loads(self.latest_stats)["data"]
+        return data
 
     def __len__(self) -> int:
         return len(self._members)

@@ -32,6 +32,13 @@ class Queries:
     action_by_id: str = (
         "SELECT id, action, admin, target_type, created_at FROM audit_log WHERE id = :id"
     )
+    #: One value: the newest action id (where a fresh instance starts its feed).
+    last_action_id: str = "SELECT MAX(id) FROM audit_log"
+    #: The recent_actions columns for ids above ``:since``, oldest first, ``:limit`` rows.
+    actions_since: str = (
+        "SELECT id, action, admin, target_type, created_at FROM audit_log"
+        " WHERE id > :since ORDER BY id LIMIT :limit"
+    )
     #: Inserts one action; parameters action, admin, target_type, target_id, created_at.
     #: On PostgreSQL ``RETURNING id`` is appended when missing.
     insert_action: str = (

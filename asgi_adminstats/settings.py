@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,13 @@ class Settings:
     max_token_bytes: int = 8192
     notification_queue: int = 100
     instance_name: str = field(default_factory=_default_instance)
+    # Names the bus channels, the producer lease and the audit trigger: apps sharing
+    # one Redis or PostgreSQL keep apart by using different prefixes.
+    channel_prefix: str = "adminstats"
+    bus_backoff_initial: float = 0.5
+    bus_backoff_max: float = 10.0
+    audit_table: str = "audit_log"
+    health_endpoint: bool = True
     queries: Queries = field(default_factory=Queries)
 
     def __post_init__(self) -> None:
@@ -99,6 +107,18 @@ class Settings:
             "notification_queue",
         ):
             _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
+        for name in ("channel_prefix", "audit_table"):
+            _require(
+                _IDENTIFIER.fullmatch(getattr(self, name)) is not None,
+                name,
+                f"must be a lower-case SQL identifier (got {getattr(self, name)!r})",
+            )
+        _require(
+            0 < self.bus_backoff_initial <= self.bus_backoff_max,
+            "bus_backoff_initial",
+            f"({self.bus_backoff_initial:g}) must be > 0 and at most bus_backoff_max "
+            f"({self.bus_backoff_max:g})",
+        )
         for name in ("role_claim", "roles_claim", "admin_role", "instance_name"):
             _require(bool(getattr(self, name)), name, "must not be empty")
         unknown = set(self.default_subscriptions) - set(SUBSCRIPTIONS)
@@ -144,7 +164,7 @@ class Settings:
             if f.name in _NOT_FROM_ENV or var not in env:
                 continue
             try:
-                values[f.name] = _parse(f.name, env[var])
+                values[f.name] = _parse(str(f.type), env[var])
             except ValueError as exc:
                 raise SettingsError(f"{var} (setting {f.name!r}): {exc}", f.name) from None
         values.update(overrides)
@@ -161,39 +181,26 @@ class Settings:
             raise
 
 
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
-_FLOATS = frozenset(
-    {
-        "jwt_leeway",
-        "stats_interval",
-        "heartbeat_interval",
-        "heartbeat_timeout",
-        "auth_timeout",
-        "collector_timeout",
-        "database_degraded_ms",
-    }
-)
-_INTS = frozenset({"recent_actions", "max_message_bytes", "max_token_bytes", "notification_queue"})
-_TUPLES = frozenset({"allowed_origins", "default_subscriptions"})
-_BOOLS = frozenset({"allow_missing_origin"})
-_OPTIONAL = frozenset({"jwt_issuer", "jwt_audience"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def _parse(name: str, raw: str) -> Any:
-    if name in _FLOATS:
+def _parse(annotation: str, raw: str) -> Any:
+    """A variable's text as the field's type (the annotations are strings here)."""
+    if annotation == "float":
         return float(raw)
-    if name in _INTS:
+    if annotation == "int":
         return int(raw)
-    if name in _TUPLES:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if name in _BOOLS:
+    if annotation == "bool":
         lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
         raise ValueError(f"expected true/false, got {raw!r}")
-    if name in _OPTIONAL:
+    if annotation.startswith("tuple["):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if annotation == "str | None":
         return raw or None
     return raw
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
 from asgi_adminstats.sql import statement, utcnow_naive
+
+import services
 
 SECRET = "test-secret-" + "x" * 32
 ORIGIN = "http://dashboard.example.com"
@@ -41,8 +44,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'stats.db'}",
         "allowed_origins": (ORIGIN,),
         "instance_name": "test-1",
-        # The tox factor picks the bus backend (memory, redis or postgres).
-        "broadcast_url": os.environ.get("ADMINSTATS_TEST_BROADCAST_URL", "memory://"),
     }
     values.update(overrides)
     return Settings(**values)
@@ -158,8 +159,28 @@ def starlette_host(stats: AdminStats) -> Starlette:
     return Starlette(routes=[Mount("/admin/ws", app=stats)], lifespan=stats.lifespan)
 
 
+#: The tox factor picks the engine the general suite runs on.
+BACKEND = os.environ.get("ADMINSTATS_TEST_BACKEND", "memory")
+
+
 @pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def backend(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """Settings for the engine under test: bus URL, database URL, channel prefix."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"  # tests sharing one Redis stay apart
+    if BACKEND == "memory":
+        yield {"broadcast_url": "memory://"}
+    elif BACKEND == "redis":
+        services.require("redis")
+        yield {"broadcast_url": services.REDIS_URL, "channel_prefix": prefix}
+    elif BACKEND == "postgres":
+        async with services.fresh_postgres_database() as url:
+            yield {"broadcast_url": url, "database_url": url, "channel_prefix": prefix}
+    else:
+        raise ValueError(f"ADMINSTATS_TEST_BACKEND={BACKEND!r}: memory, redis or postgres")
+
+
+@pytest.fixture
+async def start(tmp_path: Path, backend: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
     """``await start(settings=..., host=..., collectors=...)`` -> (stats, "host:port")."""
     async with contextlib.AsyncExitStack() as stack:
 
@@ -169,7 +190,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             collectors: tuple[Any, ...] = (),
             **overrides: Any,
         ) -> tuple[AdminStats, str]:
-            settings = settings or make_settings(tmp_path, **overrides)
+            settings = settings or make_settings(tmp_path, **{**backend, **overrides})
             await prepare_database(settings.database_url)
             stats = AdminStats(settings, collectors=collectors)
             address = await stack.enter_async_context(serve(host(stats)))

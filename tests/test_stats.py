@@ -106,11 +106,11 @@ async def test_failing_collector_gives_stale_snapshot_and_connection_stays(start
 
 async def test_slow_collector_times_out_without_delaying_the_tick() -> None:
     flaky = Flaky()
-    engine = StatsEngine([flaky], instance="i", timeout=0.1, connections=lambda: 0)
-    first = await engine.snapshot()
+    engine = StatsEngine([flaky], instance="i", timeout=0.1)
+    first = await engine.snapshot(connections=0)
     flaky.broken = "hang"
     started = asyncio.get_running_loop().time()
-    second = await engine.snapshot()
+    second = await engine.snapshot(connections=0)
     assert asyncio.get_running_loop().time() - started < 1
     assert second["meta"]["stale"] is True
     assert second["meta"]["sources"]["game"]["error"] == "timeout after 0.1s"
@@ -120,7 +120,7 @@ async def test_slow_collector_times_out_without_delaying_the_tick() -> None:
 async def test_collector_failing_from_the_start_leaves_nulls() -> None:
     flaky = Flaky()
     flaky.broken = "raise"
-    data = await StatsEngine([flaky], instance="i", timeout=1, connections=lambda: 3).snapshot()
+    data = await StatsEngine([flaky], instance="i", timeout=1).snapshot(connections=3)
     assert "game" not in data
     assert data["online"] == {"users": None, "players": None, "connections": 3}
     assert data["meta"]["stale"] is False
@@ -134,14 +134,14 @@ async def test_failure_with_a_fresh_fact_is_not_stale() -> None:
         async def collect(self) -> Mapping[str, Any]:
             raise CollectorFailure("probe failed", {"system": {"database": {"status": "down"}}})
 
-    data = await StatsEngine([Probe()], instance="i", timeout=1, connections=lambda: 0).snapshot()
+    data = await StatsEngine([Probe()], instance="i", timeout=1).snapshot(connections=0)
     assert data["system"]["database"]["status"] == "down"
     assert data["meta"]["sources"]["database"]["error"] == "probe failed"
 
 
 def test_collector_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
-        StatsEngine([Flaky(), Flaky()], instance="i", timeout=1, connections=lambda: 0)
+        StatsEngine([Flaky(), Flaky()], instance="i", timeout=1)
 
 
 async def test_snapshot_is_serialized_once_per_tick(

@@ -6,7 +6,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..protocol import utc_timestamp
@@ -36,26 +36,23 @@ def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
 
 
 class StatsEngine:
-    def __init__(
-        self,
-        collectors: Sequence[Collector],
-        *,
-        instance: str,
-        timeout: float,
-        connections: Callable[[], int],
-    ) -> None:
+    def __init__(self, collectors: Sequence[Collector], *, instance: str, timeout: float) -> None:
         names = [c.name for c in collectors]
         if len(set(names)) != len(names):
             raise ValueError(f"collector names must be unique, got {names}")
         self._collectors = list(collectors)
         self._instance = instance
         self._timeout = timeout
-        self._connections = connections
         self._last: dict[str, Mapping[str, Any]] = {}
         self._failing: set[str] = set()
 
-    async def snapshot(self) -> dict[str, Any]:
-        """Run every collector concurrently (each under the timeout) and merge them."""
+    async def snapshot(
+        self, *, connections: int, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run every collector concurrently (each under the timeout) and merge them.
+
+        ``connections`` is ``online.connections``; ``meta`` adds fields to ``meta``.
+        """
         started = time.perf_counter()
         results = await asyncio.gather(*(self._run(c) for c in self._collectors))
         data = empty_snapshot()
@@ -66,13 +63,14 @@ class StatsEngine:
                 _merge(data, part)
             sources[collector.name] = source
             stale = stale or is_stale
-        data["online"]["connections"] = self._connections()
+        data["online"]["connections"] = connections
         data["meta"] = {
             "instance": self._instance,
             "collectedAt": utc_timestamp(),
             "durationMs": round((time.perf_counter() - started) * 1000, 1),
             "stale": stale,
             "sources": sources,
+            **(meta or {}),
         }
         return data
 

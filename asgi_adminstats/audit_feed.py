@@ -1,0 +1,84 @@
+"""Audit actions to ``notifications`` subscribers: each id pushed once per instance.
+
+The bus carries only ids (a PostgreSQL trigger can send them from any writer); every
+instance reads and redacts the row itself. After a bus outage the instance replays what
+it missed from the audit table, the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from . import protocol
+from .audit import AuditLog
+from .hub import Hub
+
+__all__ = ["AuditFeed"]
+
+logger = logging.getLogger("asgi_adminstats.audit")
+
+_REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed copies
+_REPLAY_LIMIT = 200  # actions replayed after an outage, oldest first
+
+
+class AuditFeed:
+    def __init__(self, audit: AuditLog, hub: Hub) -> None:
+        self._audit = audit
+        self._hub = hub
+        self._order: deque[int] = deque()
+        self._seen: set[int] = set()
+        self.last_id = 0
+        self._replay_from: int | None = None
+        self.unpublished: deque[int] = deque(maxlen=_REPLAY_LIMIT)
+
+    async def start(self) -> None:
+        self.last_id = await self._audit.max_id()
+
+    def push(self, data: dict[str, Any], *, replayed: bool = False) -> bool:
+        """Push one redacted action unless already pushed; True if it was sent."""
+        action_id = int(data["id"])
+        if action_id in self._seen:
+            return False
+        self._remember(action_id)
+        if replayed:
+            data = {**data, "replayed": True}
+        message = protocol.server_message("audit_action", data=data)
+        self._hub.publish_notification(protocol.encode(message))
+        return True
+
+    async def on_bus(self, payload: str) -> None:
+        """An id from the bus (``record_action`` or the PostgreSQL trigger)."""
+        try:
+            action_id = int(payload)
+        except ValueError:
+            logger.warning("ignored a malformed audit id on the bus")
+            return
+        if action_id in self._seen:
+            return
+        data = await self._audit.get(action_id)
+        if data is not None:
+            self.push(data)
+
+    def bus_down(self) -> None:
+        if self._replay_from is None:
+            self._replay_from = self.last_id
+
+    async def bus_up(self) -> list[int]:
+        """Replay what arrived while the bus was down; returns the replayed ids."""
+        since, self._replay_from = self._replay_from, None
+        if since is None:
+            return []
+        actions = await self._audit.since(since, _REPLAY_LIMIT)
+        replayed = [int(a["id"]) for a in actions if self.push(a, replayed=True)]
+        if replayed:
+            logger.info("replayed %d audit actions missed during the bus outage", len(replayed))
+        return replayed
+
+    def _remember(self, action_id: int) -> None:
+        self._seen.add(action_id)
+        self._order.append(action_id)
+        if len(self._order) > _REMEMBER:
+            self._seen.discard(self._order.popleft())
+        self.last_id = max(self.last_id, action_id)

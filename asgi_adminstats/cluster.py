@@ -1,0 +1,120 @@
+"""The stats tick in a cluster: who produces, and the cluster-wide connection count.
+
+Every tick each instance reports its own connection count on the bus. With the bus up,
+the lease holder collects one snapshot (summing the fresh reports) and publishes it;
+the others only fan out what arrives. With the bus down, every instance collects a
+snapshot for its own clients, marked ``meta.local``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from . import protocol
+from .backends import BusStatus
+from .bus import Bus
+from .hub import Hub
+from .leader import Lease
+from .stats import StatsEngine
+
+__all__ = ["Presence", "Producer"]
+
+logger = logging.getLogger("asgi_adminstats.cluster")
+
+_MAX_INSTANCES = 1000  # bounds the report table against a flood of made-up names
+
+
+class Presence:
+    """Connection counts reported by the other instances, kept while fresh."""
+
+    def __init__(self, instance: str, freshness: float) -> None:
+        self._instance = instance
+        self._freshness = freshness
+        self._reports: dict[str, tuple[int, float]] = {}
+
+    def on_report(self, payload: str) -> None:
+        report = json.loads(payload)
+        name, count = report.get("instance"), report.get("connections")
+        if name == self._instance or not isinstance(name, str) or not isinstance(count, int):
+            return
+        if name not in self._reports and len(self._reports) >= _MAX_INSTANCES:
+            return
+        self._reports[name] = (count, time.monotonic())
+
+    def total(self, local: int) -> int:
+        cutoff = time.monotonic() - self._freshness
+        for name in [n for n, (_, seen) in self._reports.items() if seen < cutoff]:
+            del self._reports[name]
+        return local + sum(count for count, _ in self._reports.values())
+
+    def report(self, local: int) -> str:
+        return json.dumps({"instance": self._instance, "connections": local})
+
+
+class Producer:
+    def __init__(
+        self,
+        *,
+        engine: StatsEngine,
+        bus: Bus,
+        status: BusStatus,
+        lease: Lease,
+        hub: Hub,
+        presence: Presence,
+    ) -> None:
+        self._engine = engine
+        self._bus = bus
+        self._status = status
+        self._lease = lease
+        self._hub = hub
+        self._presence = presence
+        self.leading = False
+        self.ticks = 0
+
+    async def tick(self) -> None:
+        local = len(self._hub)
+        if self._status.up:
+            await self._bus.publish_quietly("presence", self._presence.report(local))
+        if not self._status.up:
+            await self._deliver(await self._snapshot(local, scope_local=True), publish=False)
+            return
+        leading = await self._lease.hold()
+        if leading != self.leading:
+            self.leading = leading
+            logger.info(
+                "this instance %s the stats producer", "is now" if leading else "is no longer"
+            )
+        if leading:
+            data = await self._snapshot(self._presence.total(local), scope_local=False)
+            await self._deliver(data, publish=True)
+
+    async def release(self) -> None:
+        await self._lease.release()
+        self.leading = False
+
+    async def local_snapshot(self) -> None:
+        """One snapshot for this instance's clients only (start-up, before the bus)."""
+        await self._deliver(await self._snapshot(len(self._hub), scope_local=True), publish=False)
+
+    async def _snapshot(self, connections: int, *, scope_local: bool) -> dict[str, Any]:
+        self.ticks += 1
+        return await self._engine.snapshot(
+            connections=connections,
+            meta={"local": scope_local, "bus": self._status.as_dict()},
+        )
+
+    async def _deliver(self, data: dict[str, Any], *, publish: bool) -> None:
+        text = protocol.encode(protocol.server_message("stats_update", data=data))
+        if publish:
+            try:
+                await self._bus.publish("stats", text)
+                return
+            except Exception as exc:
+                # Local clients still get it: a broken bus degrades the cluster only.
+                logger.warning(
+                    "publishing the snapshot failed (%s); delivering locally", type(exc).__name__
+                )
+        self._hub.publish_stats(text)
