@@ -8,7 +8,7 @@ from .cli import mint_token
 from .middleware import AdminStatsMiddleware
 from .protocol import PROTOCOL, CloseCode
 from .queries import Queries
-from .schema import DEFAULT_SCHEMA, create_default_schema
+from .schema import DEFAULT_SCHEMA, create_default_schema, install_audit_trigger
 from .settings import Settings, SettingsError
 from .stats import Collector, CollectorFailure
 
@@ -33,5 +33,6 @@ __all__ = [
     "StartupError",
     "__version__",
     "create_default_schema",
+    "install_audit_trigger",
     "mint_token",
 ]

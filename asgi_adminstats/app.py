@@ -27,7 +27,7 @@ from .hub import Hub
 from .leader import create_lease
 from .outbox import Close
 from .protocol import CloseCode
-from .schema import audit_trigger_installed
+from .schema import audit_trigger_installed, install_audit_trigger
 from .session import Session
 from .settings import Settings
 from .sql import is_postgres
@@ -251,6 +251,17 @@ class AdminStats:
         if not self._trigger_pushes and not await self._bus.publish_quietly("audit", data["id"]):
             self.feed.unpublished.append(int(data["id"]))  # published again on reconnect
         return data
+
+    async def install_audit_trigger(self) -> None:
+        """Install the PostgreSQL audit trigger (idempotent; ``adminstats init-db`` does too).
+
+        From then on rows inserted by any writer are pushed; ``record_action`` stops
+        publishing itself, since the trigger does it on commit.
+        """
+        await install_audit_trigger(
+            self.database, prefix=self.settings.channel_prefix, table=self.settings.audit_table
+        )
+        self._trigger_pushes = self._bus_shares_database()
 
     async def _bus_down(self) -> None:
         self.feed.bus_down()

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .protocol import SUBSCRIPTIONS
 from .queries import Queries
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
+__all__ = ["ENV_PREFIX", "IDENTIFIER", "Settings", "SettingsError"]
 
 ENV_PREFIX = "ADMINSTATS_"
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
@@ -109,7 +109,7 @@ class Settings:
             _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
         for name in ("channel_prefix", "audit_table"):
             _require(
-                _IDENTIFIER.fullmatch(getattr(self, name)) is not None,
+                IDENTIFIER.fullmatch(getattr(self, name)) is not None,
                 name,
                 f"must be a lower-case SQL identifier (got {getattr(self, name)!r})",
             )
@@ -181,7 +181,7 @@ class Settings:
             raise
 
 
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

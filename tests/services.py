@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ HOW = {
 }
 
 
-def _reachable(host: str, port: int) -> bool:
+def reachable(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
         return True
     return False
@@ -38,8 +39,18 @@ def require(engine: str) -> None:
     """Skip (with how to fix it) when the service is not running here."""
     parts = urlsplit(REDIS_URL if engine == "redis" else POSTGRES_URL)
     host, port = parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[engine]
-    if not _reachable(host, port):
+    if not reachable(host, port):
         pytest.skip(f"{engine} is not reachable at {host}:{port}: {HOW[engine]}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def has_command(name: str) -> bool:
+    return shutil.which(name) is not None
 
 
 def with_database(url: str, name: str) -> str:

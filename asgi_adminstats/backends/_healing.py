@@ -135,8 +135,13 @@ class HealingBackend(BroadcastBackend):
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         if self.status.up:
-            async with self._lock:
-                await self._unsubscribe(channel)
+            try:
+                async with self._lock:
+                    await self._unsubscribe(channel)
+            except Exception as exc:
+                # A lost connection has no subscription left to cancel; the supervisor
+                # reconnects with the remaining channels only.
+                logger.debug("unsubscribing %s failed: %s", channel, type(exc).__name__)
 
     async def next_published(self) -> Event:
         return await self._queue.get()

@@ -1,0 +1,126 @@
+"""The default schema and the PostgreSQL audit trigger (``adminstats init-db``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from databases import Database
+
+from asgi_adminstats import AdminStats, create_default_schema, install_audit_trigger
+from asgi_adminstats.schema import audit_trigger_installed
+
+import services
+from conftest import (
+    client,
+    make_settings,
+    prepare_database,
+    recv,
+    recv_type,
+    serve,
+    starlette_host,
+    token,
+)
+
+pytestmark = pytest.mark.engines
+
+
+def _init_db(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asgi_adminstats", "init-db", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_init_db_is_idempotent_and_installs_the_trigger() -> None:
+    async with services.fresh_postgres_database() as url:
+        for _ in range(2):
+            result = _init_db("--database-url", url, "--prefix", "game", "--default-schema")
+            assert result.returncode == 0, result.stderr
+        assert "audit trigger game_audit_notify on audit_log: installed" in result.stdout
+        db = Database(url)
+        await db.connect()
+        try:
+            assert await audit_trigger_installed(db, prefix="game", table="audit_log")
+            assert not await audit_trigger_installed(db, prefix="other", table="audit_log")
+        finally:
+            await db.disconnect()
+
+
+async def test_trigger_notifies_only_the_id_after_commit() -> None:
+    async with services.fresh_postgres_database() as url:
+        db = Database(url)
+        await db.connect()
+        listener = await asyncpg.connect(url)
+        got: list[str] = []
+        try:
+            await create_default_schema(db)
+            await install_audit_trigger(db, prefix="t", table="audit_log")
+            await listener.add_listener("t_audit", lambda *args: got.append(args[3]))
+            writer = await asyncpg.connect(url)
+            try:
+                async with writer.transaction():
+                    new_id = await writer.fetchval(
+                        "INSERT INTO audit_log (action, admin, target_type, details, created_at)"
+                        " VALUES ('BAN_PLAYER', 'psql', 'PLAYER', 'secret', now()) RETURNING id"
+                    )
+                    await listener.fetchval("SELECT 1")  # let a premature NOTIFY arrive
+                    assert got == []  # nothing before the commit
+            finally:
+                await writer.close()
+            for _ in range(100):
+                if got:
+                    break
+                await listener.fetchval("SELECT pg_sleep(0.01)")
+        finally:
+            await listener.close()
+            await db.disconnect()
+    assert got == [str(new_id)]
+
+
+def test_init_db_errors() -> None:
+    result = _init_db("--database-url", "sqlite:///x.db")
+    assert result.returncode == 1 and "needs PostgreSQL" in result.stderr
+    result = _init_db("--database-url", "postgresql://h/db", "--prefix", "Bad-Name")
+    assert (
+        result.returncode == 2 and "--prefix must be a lower-case SQL identifier" in result.stderr
+    )
+
+
+async def test_rows_from_any_writer_reach_dashboards_once(tmp_path: Path) -> None:
+    async with services.fresh_postgres_database() as url:
+        settings = make_settings(tmp_path, database_url=url, broadcast_url=url, channel_prefix="tr")
+        await prepare_database(url)
+        stats = AdminStats(settings)
+        async with serve(starlette_host(stats)) as addr:
+            assert not stats._trigger_pushes
+            await stats.install_audit_trigger()  # switches to trigger pushes at once
+            async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+                await recv(ws)
+                writer = await asyncpg.connect(url)
+                try:
+                    sql_id = await writer.fetchval(
+                        "INSERT INTO audit_log (action, admin, target_type, created_at)"
+                        " VALUES ('WORLD_CONFIG_CHANGE', 'migration', 'WORLD', now()) RETURNING id"
+                    )
+                finally:
+                    await writer.close()
+                from_sql = await recv_type(ws, "audit_action", timeout=2)
+                recorded = await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 3)
+                from_api = await recv_type(ws, "audit_action", timeout=2)
+                extra: list[Any] = []
+                with contextlib.suppress(TimeoutError):
+                    extra.append(await recv_type(ws, "audit_action", timeout=0.5))
+    assert from_sql["data"]["id"] == str(sql_id)
+    assert from_sql["data"]["admin"] == "migration"
+    assert from_api["data"] == recorded
+    assert extra == []  # trigger and record_action never both push one action
+    assert "details" not in json.dumps(from_sql)
