@@ -37,6 +37,7 @@ class RedisBackend(HealingBackend):
         self._url = url
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
+        self._has_channels = asyncio.Event()
 
     async def _open(self) -> None:
         client = redis_client(self._url)
@@ -62,6 +63,7 @@ class RedisBackend(HealingBackend):
     async def _subscribe(self, channel: str) -> None:
         assert self._pubsub is not None
         await self._pubsub.subscribe(channel)
+        self._has_channels.set()
 
     async def _unsubscribe(self, channel: str) -> None:
         if self._pubsub is not None:
@@ -72,10 +74,12 @@ class RedisBackend(HealingBackend):
             pubsub = self._pubsub
             assert pubsub is not None
             if not pubsub.subscribed:
-                # Nothing to read yet; still notice a dead server.
+                # Nothing to read yet; still notice a dead server, and start reading as
+                # soon as the first channel is subscribed.
                 assert self._client is not None
                 await self._client.ping()
-                await asyncio.sleep(_POLL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._has_channels.wait(), _POLL)
                 continue
             async with self._lock:  # reads in short slices so (un)subscribes get a turn
                 message = await pubsub.get_message(timeout=_POLL)
