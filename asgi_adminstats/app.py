@@ -149,7 +149,7 @@ class AdminStats:
                     f"setting 'broadcast_url' ({masked_url(self.settings.broadcast_url)}): "
                     f"cannot connect: {type(exc).__name__}: {exc}"
                 ) from exc
-            await self.producer.local_snapshot()
+            await self.producer.first_tick()
         except BaseException:
             await self._bus.stop()
             if self._owns_database:
@@ -194,7 +194,7 @@ class AdminStats:
                 await asyncio.wait_for(self._tick_task, self.settings.collector_deadline + 1)
             except TimeoutError:
                 logger.warning("the last stats tick did not finish in time; cancelled")
-        await self.producer.release()
+        await self.producer.close()
         await self._bus.stop()
         if self._owns_database:
             await self.database.disconnect()

@@ -76,28 +76,41 @@ class Producer:
 
     async def tick(self) -> None:
         local = len(self._hub)
-        if self._status.up:
-            await self._bus.publish_quietly("presence", self._presence.report(local))
         if not self._status.up:
+            # Cut off from the cluster: let another instance produce for it (a PostgreSQL
+            # advisory lock would otherwise outlive our listener), and feed our own.
+            if self._lease.held:
+                await self._lease.release()
+            self._set_leading(False)
             await self._deliver(await self._snapshot(local, scope_local=True), publish=False)
             return
+        await self._bus.publish_quietly("presence", self._presence.report(local))
         leading = await self._lease.hold()
+        self._set_leading(leading)
+        if leading:
+            data = await self._snapshot(self._presence.total(local), scope_local=False)
+            await self._deliver(data, publish=True)
+
+    def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:
             self.leading = leading
             logger.info(
                 "this instance %s the stats producer", "is now" if leading else "is no longer"
             )
-        if leading:
-            data = await self._snapshot(self._presence.total(local), scope_local=False)
-            await self._deliver(data, publish=True)
 
-    async def release(self) -> None:
-        await self._lease.release()
+    async def close(self) -> None:
+        await self._lease.close()
         self.leading = False
 
-    async def local_snapshot(self) -> None:
-        """One snapshot for this instance's clients only (start-up, before the bus)."""
-        await self._deliver(await self._snapshot(len(self._hub), scope_local=True), publish=False)
+    async def first_tick(self) -> None:
+        """At start-up: take part in the lease at once (its connection opens now, not at
+        the first takeover), and give this instance's clients a first snapshot."""
+        leading = await self._lease.hold() if self._status.up else False
+        self._set_leading(leading)
+        connections = self._presence.total(len(self._hub))
+        await self._deliver(
+            await self._snapshot(connections, scope_local=not leading), publish=leading
+        )
 
     async def _snapshot(self, connections: int, *, scope_local: bool) -> dict[str, Any]:
         self.ticks += 1

@@ -40,7 +40,11 @@ class Lease(Protocol):
 
     async def hold(self) -> bool: ...
 
-    async def release(self) -> None: ...
+    async def release(self) -> None:
+        """Give the lease up (another instance may take it); ``hold()`` may follow."""
+
+    async def close(self) -> None:
+        """Release and free the connection (shutdown)."""
 
 
 class LocalLease:
@@ -50,6 +54,9 @@ class LocalLease:
         return True
 
     async def release(self) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -84,11 +91,14 @@ class RedisLease:
                 await asyncio.wait_for(
                     self._client.eval(_RELEASE, 1, self._key, self._owner), self._timeout
                 )
-        except Exception as exc:
+        except Exception as exc:  # unreachable: the lease then simply runs out
             logger.info("releasing the producer lease failed: %s", type(exc).__name__)
         finally:
             self.held = False
-            await self._client.aclose()
+
+    async def close(self) -> None:
+        await self.release()
+        await self._client.aclose()
 
 
 class PostgresLease:
@@ -135,6 +145,9 @@ class PostgresLease:
                 await asyncio.wait_for(conn.close(), self._timeout)  # frees the lock
             except Exception:
                 conn.terminate()
+
+    async def close(self) -> None:
+        await self.release()
 
 
 def _lost(lease: RedisLease | PostgresLease, exc: BaseException) -> None:

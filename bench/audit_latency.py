@@ -34,10 +34,19 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-import services  # noqa: E402
 from asgi_adminstats import AdminStats  # noqa: E402
-from conftest import client, make_settings, prepare_database, recv, recv_type  # noqa: E402
-from conftest import serve, starlette_host, token  # noqa: E402
+
+import services  # noqa: E402
+from conftest import (  # noqa: E402
+    client,
+    make_settings,
+    prepare_database,
+    recv,
+    recv_type,
+    serve,
+    starlette_host,
+    token,
+)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -91,8 +100,10 @@ async def postgres_baseline(url: str, n: int) -> list[float]:
 
 async def two_instances(tmp: Path, **urls: str) -> Any:
     prefix = f"b{uuid.uuid4().hex[:8]}"
-    stats = [AdminStats(make_settings(tmp, instance_name=f"bench-{name}", channel_prefix=prefix,
-                                      **urls)) for name in ("a", "b")]
+    stats = [
+        AdminStats(make_settings(tmp, instance_name=f"bench-{name}", channel_prefix=prefix, **urls))
+        for name in ("a", "b")
+    ]
     return stats
 
 
@@ -105,8 +116,11 @@ async def measure(engine: str, n: int) -> dict[str, Any]:
             await a.database.connect()
             await a.install_audit_trigger()
             await a.database.disconnect()
-        async with serve(starlette_host(a)), serve(starlette_host(b)) as addr_b, \
-                client(f"ws://{addr_b}/admin/ws", tok=token()) as ws:
+        async with (
+            serve(starlette_host(a)),
+            serve(starlette_host(b)) as addr_b,
+            client(f"ws://{addr_b}/admin/ws", tok=token()) as ws,
+        ):
             await recv(ws)
             writer = await asyncpg.connect(urls["database_url"]) if engine == "postgres" else None
             samples, after_commit = [], []
@@ -117,7 +131,9 @@ async def measure(engine: str, n: int) -> dict[str, Any]:
                         await writer.execute(
                             "INSERT INTO audit_log (action, admin, target_type, target_id,"
                             " created_at) VALUES ('BAN_PLAYER', 'bench', 'PLAYER', $1,"
-                            " now() at time zone 'utc')", str(i))
+                            " now() at time zone 'utc')",
+                            str(i),
+                        )
                     else:
                         await a.record_action("BAN_PLAYER", "bench", "PLAYER", i)
                     committed = time.perf_counter()
@@ -127,16 +143,26 @@ async def measure(engine: str, n: int) -> dict[str, Any]:
             finally:
                 if writer is not None:
                     await writer.close()
-        baseline = (await redis_baseline(n) if engine == "redis"
-                    else await postgres_baseline(urls["database_url"], n))
+        baseline = (
+            await redis_baseline(n)
+            if engine == "redis"
+            else await postgres_baseline(urls["database_url"], n)
+        )
     measured, base = summary([x * 1000 for x in samples]), summary(baseline)
-    what = ("record_action on A -> client on B" if engine == "redis"
-            else "SQL INSERT (any writer) -> client on B")
-    return {"engine": engine, "what": what, "measured": measured, "baseline": base,
-            # For record_action: from its return (insert committed) to receipt on B.
-            "after_commit": summary([x * 1000 for x in after_commit]) if writer is None
-            else None,
-            "median_ratio": round(measured["median_ms"] / base["median_ms"], 2)}
+    what = (
+        "record_action on A -> client on B"
+        if engine == "redis"
+        else "SQL INSERT (any writer) -> client on B"
+    )
+    return {
+        "engine": engine,
+        "what": what,
+        "measured": measured,
+        "baseline": base,
+        # For record_action: from its return (insert committed) to receipt on B.
+        "after_commit": summary([x * 1000 for x in after_commit]) if writer is None else None,
+        "median_ratio": round(measured["median_ms"] / base["median_ms"], 2),
+    }
 
 
 def services_for(engine: str) -> Any:
@@ -157,15 +183,19 @@ def services_for(engine: str) -> Any:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| engine | path | n | median ms | p99 ms | worst ms | baseline median ms "
-             "| ratio | after commit: median / worst ms |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| engine | path | n | median ms | p99 ms | worst ms | baseline median ms "
+        "| ratio | after commit: median / worst ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         m, b, c = r["measured"], r["baseline"], r["after_commit"]
         tail = f"{c['median_ms']} / {c['worst_ms']}" if c else "-"
-        lines.append(f"| {r['engine']} | {r['what']} | {m['n']} | {m['median_ms']} | "
-                     f"{m['p99_ms']} | {m['worst_ms']} | {b['median_ms']} | "
-                     f"{r['median_ratio']} | {tail} |")
+        lines.append(
+            f"| {r['engine']} | {r['what']} | {m['n']} | {m['median_ms']} | "
+            f"{m['p99_ms']} | {m['worst_ms']} | {b['median_ms']} | "
+            f"{r['median_ratio']} | {tail} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -120,7 +120,8 @@ async def test_redis_restart_heals_and_resubscribes(
         pytest.skip("redis-server is not installed: apt-get install redis-server")
     port = services.free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    ups, downs = [], []
+    ups: list[int] = []
+    downs: list[int] = []
     async with redis_server(port, tmp_path) as first:
         backend = RedisBackend(url, **_options())
         backend.on_down(lambda: _append(downs))

@@ -89,4 +89,5 @@ class PostgresBackend(HealingBackend):
     async def publish(self, channel: str, message: Any) -> None:
         if self._pool is None:
             raise ConnectionError("the PostgreSQL bus is not connected")
-        await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
+        # Bounded: a pool stuck reconnecting must not hold up a tick or record_action.
+        await self._pool.execute("SELECT pg_notify($1, $2)", channel, message, timeout=_TIMEOUT)
