@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -18,17 +19,17 @@ from starlette.websockets import WebSocket
 from ._routing import route_bare_paths, route_path
 from .audit import AuditLog
 from .audit_feed import AuditFeed
-from .auth import JWTVerifier
+from .auth import Identity, TokenVerifier
 from .backends import BusStatus, create_broadcast, engine_of, masked_url
 from .bus import Bus
 from .cluster import Presence, Producer
-from .guard import OriginGuard
+from .guard import AttemptLimiter, OriginGuard, client_ip
 from .hub import Hub
 from .leader import create_lease
 from .outbox import Close
 from .protocol import CloseCode
 from .schema import audit_trigger_installed, install_audit_trigger
-from .session import Session
+from .session import Session, connections
 from .settings import Settings
 from .sql import is_postgres
 from .stats import (
@@ -81,8 +82,12 @@ class AdminStats:
         self.hub = Hub()
         self.audit = AuditLog(self.database, settings.queries)
         self.feed = AuditFeed(self.audit, self.hub)
-        self._verifier = JWTVerifier(settings)
+        self._verifier = TokenVerifier(settings)
         self._origins = OriginGuard(settings)
+        self._attempts = AttemptLimiter(settings)
+        self._trusted = tuple(
+            ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies
+        )
         engine = engine_of(settings.broadcast_url)
         owns_bus = broadcast is None
         if broadcast is None:
@@ -196,6 +201,7 @@ class AdminStats:
                 logger.warning("the last stats tick did not finish in time; cancelled")
         await self.producer.close()
         await self._bus.stop()
+        await self._verifier.close()
         if self._owns_database:
             await self.database.disconnect()
 
@@ -251,6 +257,13 @@ class AdminStats:
         if not self._trigger_pushes and not await self._bus.publish_quietly("audit", data["id"]):
             self.feed.unpublished.append(int(data["id"]))  # published again on reconnect
         return data
+
+    async def authenticate(self, token: str) -> Identity:
+        """Verify an admin token as the WebSocket does (for the host's own admin routes).
+
+        Raises ``AuthError``: ``code`` 4401 (map to HTTP 401) or 4403 (HTTP 403).
+        """
+        return await self._verifier.verify(token)
 
     async def install_audit_trigger(self) -> None:
         """Install the PostgreSQL audit trigger (idempotent; ``adminstats init-db`` does too).
@@ -312,13 +325,29 @@ class AdminStats:
         elif not self.started:
             logger.error(_NOT_STARTED)
             await _deny(websocket, 503, "adminstats is not started (see the server log)")
-        elif not self._origins.allows(scope):
-            logger.info("connection refused: forbidden origin")
-            await _deny(websocket, 403, "forbidden origin")
         else:
-            await Session(
-                websocket, settings=self.settings, verifier=self._verifier, hub=self.hub
-            ).run()
+            await self._serve_websocket(websocket, scope)
+
+    async def _serve_websocket(self, websocket: WebSocket, scope: Scope) -> None:
+        ip = client_ip(scope, self._trusted)
+        if not self._origins.allows(scope):
+            connections.info("connection rejected: reason=origin client=%s code=403", ip)
+            await _deny(websocket, 403, "forbidden origin")
+            return
+        wait = self._attempts.attempt(ip)
+        if wait is not None:
+            connections.info("connection rejected: reason=rate client=%s code=429", ip)
+            await _deny(
+                websocket, 429, "too many connection attempts", headers={"Retry-After": str(wait)}
+            )
+            return
+        await Session(
+            websocket,
+            settings=self.settings,
+            verifier=self._verifier,
+            hub=self.hub,
+            client_ip=ip,
+        ).run()
 
     async def _serve_http(
         self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
@@ -353,9 +382,12 @@ class AdminStats:
                 return
 
 
-async def _deny(websocket: WebSocket, status: int, text: str) -> None:
+async def _deny(
+    websocket: WebSocket, status: int, text: str, headers: dict[str, str] | None = None
+) -> None:
     """Refuse before accept: an HTTP response where the server can send one."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(PlainTextResponse(text, status_code=status))
+        response = PlainTextResponse(text, status_code=status, headers=headers)
+        await websocket.send_denial_response(response)
     else:
         await websocket.close(CloseCode.NORMAL, text)

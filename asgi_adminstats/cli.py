@@ -49,6 +49,12 @@ def _token(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"adminstats token: {exc}", file=sys.stderr)
         return 2
+    if settings.jwt_secret is None:
+        print(
+            f"adminstats token: mints HS256 tokens only: set {ENV_PREFIX}JWT_SECRET",
+            file=sys.stderr,
+        )
+        return 2
     print(
         mint_token(
             settings.jwt_secret,

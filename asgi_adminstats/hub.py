@@ -18,10 +18,14 @@ class Member(Protocol):
     subscriptions: set[str]
     outbox: Outbox
 
+    @property
+    def sub(self) -> str | None: ...
+
 
 class Hub:
     def __init__(self) -> None:
         self._members: set[Member] = set()
+        self._per_subject: dict[str, int] = {}
         self.latest_stats: str | None = None
 
     def latest_data(self) -> dict[str, Any] | None:
@@ -34,14 +38,26 @@ class Hub:
     def __len__(self) -> int:
         return len(self._members)
 
+    def count_subject(self, sub: str) -> int:
+        return self._per_subject.get(sub, 0)
+
     def add(self, member: Member) -> None:
         """Register a member; it gets the latest snapshot at once if subscribed to stats."""
         self._members.add(member)
+        if member.sub is not None:
+            self._per_subject[member.sub] = self._per_subject.get(member.sub, 0) + 1
         if self.latest_stats is not None and "stats" in member.subscriptions:
             member.outbox.put_stats(self.latest_stats)
 
     def discard(self, member: Member) -> None:
-        self._members.discard(member)
+        if member in self._members:
+            self._members.discard(member)
+            if member.sub is not None:
+                left = self._per_subject.get(member.sub, 1) - 1
+                if left > 0:
+                    self._per_subject[member.sub] = left
+                else:
+                    self._per_subject.pop(member.sub, None)
 
     def publish_stats(self, text: str) -> None:
         self.latest_stats = text

@@ -1,4 +1,4 @@
-"""One admin connection: authentication, then reader, writer and heartbeat tasks.
+"""One admin connection: authentication, then reader, writer, heartbeat and expiry tasks.
 
 The session only speaks the protocol; what it sends comes from the hub (stats,
 notifications) and what it needs to know comes in as arguments.
@@ -10,12 +10,16 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import protocol
-from .auth import AuthError, Identity, JWTVerifier, offered_token
+from .auth import AuthError, Identity, TokenVerifier, offered_token
+from .auth.errors import EXPIRED
+from .guard import TokenBucket
 from .hub import Hub
 from .outbox import Close, Outbox
 from .protocol import CloseCode, ProtocolError
@@ -24,23 +28,40 @@ from .settings import Settings
 __all__ = ["Session"]
 
 logger = logging.getLogger("asgi_adminstats.session")
+#: One line per accept, rejection and close: subject, client address, never the token.
+connections = logging.getLogger("asgi_adminstats.connections")
 
 _GONE = (WebSocketDisconnect, OSError)
+_SERVER_FULL = "try again later: server full"
+_SUBJECT_FULL = "try again later: too many connections for this user"
 
 
 class Session:
     def __init__(
-        self, websocket: WebSocket, *, settings: Settings, verifier: JWTVerifier, hub: Hub
+        self,
+        websocket: WebSocket,
+        *,
+        settings: Settings,
+        verifier: TokenVerifier,
+        hub: Hub,
+        client_ip: str,
     ) -> None:
         self._ws = websocket
         self._settings = settings
         self._verifier = verifier
         self._hub = hub
+        self._ip = client_ip
         self.id = uuid.uuid4().hex[:16]
         self.identity: Identity | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
         self.outbox = Outbox(settings.notification_queue)
         self._pong = asyncio.Event()
+        self._refreshed = asyncio.Event()
+        self._rate = TokenBucket(settings.message_rate, settings.message_burst)
+
+    @property
+    def sub(self) -> str | None:
+        return self.identity.sub if self.identity else None
 
     async def run(self) -> None:
         try:
@@ -49,46 +70,72 @@ class Session:
             logger.debug("connection %s: the client left mid-handshake", self.id)
 
     async def _run(self) -> None:
-        offer = offered_token(self._ws.scope)
-        peer = self._ws.client.host if self._ws.client else "-"
-        identity: Identity | Close | None
-        try:
-            identity = self._verifier.verify(offer.token) if offer.token else None
-        except AuthError as exc:
-            identity = Close(int(exc.code), exc.reason)
+        settings = self._settings
+        offer = offered_token(
+            self._ws.scope, cookie=settings.token_cookie, query=settings.allow_query_token
+        )
         await self._ws.accept(subprotocol=offer.subprotocol)
-        if identity is None:
-            identity = await self._authenticate_first_message()
-            if identity is None:
-                return  # the client left before authenticating
-        if isinstance(identity, Close):
-            logger.info(
-                "admin rejected: client=%s code=%s reason=%r (token via %s)",
-                peer,
-                identity.code,
-                identity.reason,
-                offer.source or "message",
-            )
-            await self._close(identity)
+        if len(self._hub) >= settings.max_connections:
+            await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SERVER_FULL), "capacity")
             return
-        self.identity = identity
+        outcome: Identity | tuple[Close, str] | None
+        if offer.token is not None:
+            outcome = await self._verify(offer.token)
+        else:
+            outcome = await self._authenticate_first_message()
+        if outcome is None:
+            return  # the client left before authenticating
+        if isinstance(outcome, tuple):
+            await self._reject(*outcome)
+            return
+        if self._hub.count_subject(outcome.sub) >= settings.max_connections_per_subject:
+            self.identity = outcome
+            await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SUBJECT_FULL), "capacity")
+            return
+        self.identity = outcome
+        await self._serve_authenticated(offer.source or "message")
+
+    async def _serve_authenticated(self, source: str) -> None:
         started = time.monotonic()
         await self._ws.send_text(protocol.encode(self._connected_message()))
         self._hub.add(self)
-        logger.info("admin connected: sub=%s client=%s connection=%s", identity.sub, peer, self.id)
+        connections.info(
+            "connection accepted: sub=%s client=%s connection=%s token_via=%s",
+            self.sub,
+            self._ip,
+            self.id,
+            source,
+        )
         try:
             close = await self._serve()
         finally:
             self._hub.discard(self)
         if close is not None:
             await self._close(close)
-        logger.info(
-            "admin disconnected: sub=%s connection=%s code=%s duration=%.1fs",
-            identity.sub,
+        connections.info(
+            "connection closed: sub=%s client=%s connection=%s code=%s duration=%.1fs",
+            self.sub,
+            self._ip,
             self.id,
             close.code if close else "client",
             time.monotonic() - started,
         )
+
+    async def _reject(self, close: Close, category: str) -> None:
+        connections.info(
+            "connection rejected: reason=%s sub=%s client=%s code=%s",
+            category,
+            self.sub or "-",
+            self._ip,
+            close.code,
+        )
+        await self._close(close)
+
+    async def _verify(self, token: str) -> Identity | tuple[Close, str]:
+        try:
+            return await self._verifier.verify(token)
+        except AuthError as exc:
+            return Close(int(exc.code), exc.reason), exc.category
 
     def _connected_message(self) -> dict[str, Any]:
         assert self.identity is not None
@@ -106,30 +153,35 @@ class Session:
     def _subscription_list(self) -> list[str]:
         return [name for name in protocol.SUBSCRIPTIONS if name in self.subscriptions]
 
-    async def _authenticate_first_message(self) -> Identity | Close | None:
+    async def _authenticate_first_message(self) -> Identity | tuple[Close, str] | None:
         """Wait ``auth_timeout`` for ``{"type": "auth"}``; ``None`` if the client left."""
         try:
-            message = await asyncio.wait_for(self._ws.receive(), self._settings.auth_timeout)
+            async with asyncio.timeout(self._settings.auth_timeout):
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return None
+                text = message.get("text")
+                if text is not None and len(text) > self._settings.max_message_bytes:
+                    return Close.of(CloseCode.MESSAGE_TOO_BIG), "too_big"
+                try:
+                    parsed = protocol.parse_client_message(text) if text is not None else None
+                except ProtocolError:
+                    parsed = None
+                if not isinstance(parsed, protocol.Auth):
+                    reason = "unauthorized: expected an auth message"
+                    return Close.of(CloseCode.UNAUTHORIZED, reason), "no_token"
+                return await self._verify(parsed.token)
         except TimeoutError:
-            return Close.of(CloseCode.TIMEOUT, "timeout: no auth message")
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        try:
-            parsed = protocol.parse_client_message(text) if text is not None else None
-        except ProtocolError:
-            parsed = None
-        if not isinstance(parsed, protocol.Auth):
-            return Close.of(CloseCode.UNAUTHORIZED, "unauthorized: expected an auth message")
-        try:
-            return self._verifier.verify(parsed.token)
-        except AuthError as exc:
-            return Close(int(exc.code), exc.reason)
+            return Close.of(CloseCode.TIMEOUT, "timeout: no auth message"), "auth_timeout"
 
     async def _serve(self) -> Close | None:
-        tasks = [
-            asyncio.create_task(coro) for coro in (self._read(), self._write(), self._heartbeat())
-        ]
+        jobs: tuple[Coroutine[Any, Any, Close | None], ...] = (
+            self._read(),
+            self._write(),
+            self._heartbeat(),
+            self._expiry(),
+        )
+        tasks = [asyncio.create_task(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -168,12 +220,45 @@ class Session:
             except TimeoutError:
                 return Close.of(CloseCode.TIMEOUT, "timeout: no pong")
 
+    async def _expiry(self) -> Close | None:
+        """``token_expiring`` a margin before ``exp``; close 4401 at ``exp`` unless the
+        client sent a new token for the same subject meanwhile."""
+        while True:
+            assert self.identity is not None
+            exp = self.identity.exp
+            if exp is None:
+                await asyncio.Event().wait()  # introspected tokens may carry no exp
+                return None
+            self._refreshed.clear()
+            warn_in = exp - self._settings.token_refresh_margin - time.time()
+            if await self._refreshed_within(warn_in):
+                continue
+            self.outbox.put_control(
+                protocol.encode(
+                    protocol.server_message(
+                        "token_expiring",
+                        expiresAt=protocol.utc_timestamp(datetime.fromtimestamp(exp, UTC)),
+                    )
+                )
+            )
+            if not await self._refreshed_within(exp - time.time()):
+                return Close.of(CloseCode.UNAUTHORIZED, EXPIRED)
+
+    async def _refreshed_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._refreshed.wait(), max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
     async def _read(self) -> Close | None:
         limit = self._settings.max_message_bytes
         while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return None
+            if not self._rate.take():
+                return Close.of(CloseCode.RATE_LIMITED)
             text = message.get("text")
             if text is None:
                 self._reply_error("bad_message", "binary frames are not supported")
@@ -187,14 +272,14 @@ class Session:
                 if exc.partial is None:
                     continue
                 parsed = exc.partial
-            close = self._handle(parsed)
+            close = await self._handle(parsed)
             if close is not None:
                 return close
 
     def _reply_error(self, code: str, message: str) -> None:
         self.outbox.put_control(protocol.encode(protocol.error(code, message)))
 
-    def _handle(self, message: protocol.ClientMessage) -> Close | None:
+    async def _handle(self, message: protocol.ClientMessage) -> Close | None:
         match message:
             case protocol.Ping():
                 self.outbox.put_control(protocol.encode(protocol.server_message("pong")))
@@ -211,21 +296,26 @@ class Session:
                     self.outbox.drop_stats()
                 self._confirm_subscriptions()
             case protocol.Auth(token=token):
-                return self._reauthenticate(token)
+                return await self._reauthenticate(token)
         return None
 
     def _confirm_subscriptions(self) -> None:
         reply = protocol.server_message("subscribed", subscriptions=self._subscription_list())
         self.outbox.put_control(protocol.encode(reply))
 
-    def _reauthenticate(self, token: str) -> Close | None:
-        """A new token for the same subject replaces the old one; anything else closes."""
+    async def _reauthenticate(self, token: str) -> Close | None:
+        """A new token for the same subject extends the session; anything else closes."""
         assert self.identity is not None
-        try:
-            identity = self._verifier.verify(token)
-        except AuthError as exc:
-            return Close(int(exc.code), exc.reason)
-        if identity.sub != self.identity.sub:
+        outcome = await self._verify(token)
+        if isinstance(outcome, tuple):
+            return outcome[0]
+        if outcome.sub != self.identity.sub:
+            connections.info(
+                "token refresh refused: sub=%s client=%s offered another subject",
+                self.sub,
+                self._ip,
+            )
             return Close.of(CloseCode.UNAUTHORIZED, "unauthorized: token for another subject")
-        self.identity = identity
+        self.identity = outcome
+        self._refreshed.set()
         return None

@@ -7,6 +7,7 @@ message naming the setting (and, from :meth:`Settings.from_env`, its variable).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 from .protocol import SUBSCRIPTIONS
 from .queries import Queries
 
-__all__ = ["ENV_PREFIX", "IDENTIFIER", "Settings", "SettingsError"]
+__all__ = ["ALGORITHMS", "ENV_PREFIX", "IDENTIFIER", "Settings", "SettingsError"]
 
 ENV_PREFIX = "ADMINSTATS_"
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
@@ -40,16 +41,43 @@ def _default_instance() -> str:
 class Settings:
     """Configuration of :class:`~asgi_adminstats.AdminStats`.
 
-    ``jwt_secret`` is the only required setting. Durations are in seconds.
+    One way to verify tokens is required: ``jwt_secret`` (HS*), ``jwt_public_key`` (a
+    PEM), ``jwks_url``, ``oidc_issuer`` (discovery) or ``introspection_url`` (opaque
+    tokens). Durations are in seconds.
     """
 
-    jwt_secret: str = field(repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    # Empty: HS256/384/512 with a secret; RS256, ES256 and EdDSA with public keys.
+    jwt_algorithms: tuple[str, ...] = ()
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: float = 30.0
+    jwks_cache_ttl: float = 300.0
+    # A token with an unknown ``kid`` refetches the JWKS at most this often.
+    jwks_refetch_interval: float = 30.0
+    introspection_url: str | None = None
+    introspection_client_id: str | None = None
+    introspection_client_secret: str | None = field(default=None, repr=False)
+    introspection_cache_ttl: float = 60.0
     role_claim: str = "role"
     roles_claim: str = "roles"
     admin_role: str = "admin"
+    # When set, a token whose ``scope`` (or ``scp``) holds it is an admin token too.
+    admin_scope: str | None = None
+    token_cookie: str | None = None
+    # Off by default: a token in the URL ends up in access logs.
+    allow_query_token: bool = False
+    token_refresh_margin: float = 30.0
+    trusted_proxies: tuple[str, ...] = ()
+    connect_rate: float = 5.0
+    connect_burst: int = 20
+    max_connections: int = 1000
+    max_connections_per_subject: int = 20
+    message_rate: float = 10.0
+    message_burst: int = 20
     # Replaces the role rule when given: receives the verified claims.
     admin_rule: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
     allowed_origins: tuple[str, ...] = ()
@@ -80,10 +108,25 @@ class Settings:
 
     def __post_init__(self) -> None:
         _require(
-            len(self.jwt_secret.encode()) >= _MIN_SECRET_BYTES,
+            any(
+                (
+                    self.jwt_secret,
+                    self.jwt_public_key,
+                    self.jwks_url,
+                    self.oidc_issuer,
+                    self.introspection_url,
+                )
+            ),
             "jwt_secret",
-            f"must be at least {_MIN_SECRET_BYTES} bytes long",
+            "is required unless jwt_public_key, jwks_url, oidc_issuer or introspection_url is set",
         )
+        if self.jwt_secret is not None:
+            _require(
+                len(self.jwt_secret.encode()) >= _MIN_SECRET_BYTES,
+                "jwt_secret",
+                f"must be at least {_MIN_SECRET_BYTES} bytes long",
+            )
+        self._validate_auth()
         for name in (
             "stats_interval",
             "heartbeat_interval",
@@ -145,6 +188,53 @@ class Settings:
             "must be a database URL such as sqlite:///./adminstats.db",
         )
 
+    def _validate_auth(self) -> None:
+        for name in ("jwks_url", "oidc_issuer", "introspection_url"):
+            value = getattr(self, name)
+            _require(
+                value is None or urlsplit(value).scheme in ("https", "http"),
+                name,
+                f"must be an http(s) URL (got {value!r})",
+            )
+        unknown = set(self.jwt_algorithms) - set(ALGORITHMS)
+        _require(
+            not unknown,
+            "jwt_algorithms",
+            f"unsupported {sorted(unknown)}; supported: {', '.join(ALGORITHMS)}",
+        )
+        _require(
+            not self.introspection_url
+            or bool(self.introspection_client_id and self.introspection_client_secret),
+            "introspection_client_id",
+            "and introspection_client_secret are required with introspection_url",
+        )
+        for name in (
+            "token_refresh_margin",
+            "jwks_cache_ttl",
+            "jwks_refetch_interval",
+            "introspection_cache_ttl",
+            "connect_rate",
+            "message_rate",
+        ):
+            _require(getattr(self, name) > 0, name, f"must be > 0 (got {getattr(self, name)!r})")
+        for name in (
+            "connect_burst",
+            "max_connections",
+            "max_connections_per_subject",
+            "message_burst",
+        ):
+            _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                _require(False, "trusted_proxies", f"{proxy!r} is not an IP address or network")
+        _require(
+            self.token_cookie is None or _COOKIE_NAME.fullmatch(self.token_cookie) is not None,
+            "token_cookie",
+            f"is not a valid cookie name (got {self.token_cookie!r})",
+        )
+
     @property
     def collector_deadline(self) -> float:
         """How long a collector may take: ``collector_timeout``, at most half a tick."""
@@ -168,19 +258,36 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{var} (setting {f.name!r}): {exc}", f.name) from None
         values.update(overrides)
-        if "jwt_secret" not in values:
-            raise SettingsError(
-                f"{ENV_PREFIX}JWT_SECRET (setting 'jwt_secret') is required", "jwt_secret"
-            )
         try:
             return cls(**values)
         except SettingsError as exc:
             name = exc.setting
+            if name == "jwt_secret" and "jwt_secret" not in values:
+                raise SettingsError(
+                    f"{ENV_PREFIX}JWT_SECRET (setting 'jwt_secret') is required, or one of "
+                    f"{ENV_PREFIX}JWT_PUBLIC_KEY, {ENV_PREFIX}JWKS_URL, {ENV_PREFIX}OIDC_ISSUER,"
+                    f" {ENV_PREFIX}INTROSPECTION_URL",
+                    name,
+                ) from None
             if name is not None and name in values and name not in overrides:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}", name) from None
             raise
 
 
+#: Signature algorithms a token may use; which are allowed depends on the keys configured.
+ALGORITHMS = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "ES256",
+    "ES384",
+    "EdDSA",
+)
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
 _TRUE = frozenset({"1", "true", "yes", "on"})

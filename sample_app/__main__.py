@@ -89,6 +89,7 @@ def load_config(
 
 def _banner(config: Config, host: str, port: int) -> str:
     settings = config.settings
+    assert settings.jwt_secret is not None  # load_config always sets one
     token = mint_token(
         settings.jwt_secret,
         sub="dev-admin",

@@ -175,7 +175,8 @@ async def test_tokens_never_reach_the_logs(start: Any, caplog: pytest.LogCapture
     server_log = "\n".join(
         r.getMessage() for r in caplog.records if r.name.startswith(("asgi_adminstats", "uvicorn"))
     )
-    assert "admin connected: sub=alice" in server_log
+    assert "connection accepted: sub=alice client=127.0.0.1" in server_log
+    assert "connection rejected: reason=invalid sub=- client=127.0.0.1 code=4401" in server_log
     assert "token rejected: BadSignatureError" in server_log
     for tok in (good, bad):
         for part in tok.split("."):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 from asgi_adminstats import Settings
-from asgi_adminstats.auth import JWTVerifier
+from asgi_adminstats.auth import TokenVerifier
 
 SECRET = "cli-secret-" + "q" * 32
 
@@ -28,14 +29,15 @@ def _run(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProcess
 def test_token_verifies_as_admin() -> None:
     result = _run("token", "--sub", "alice", "--role", "admin", "--ttl", "60")
     assert result.returncode == 0, result.stderr
-    identity = JWTVerifier(Settings(jwt_secret=SECRET)).verify(result.stdout.strip())
+    identity = asyncio.run(TokenVerifier(Settings(jwt_secret=SECRET)).verify(result.stdout.strip()))
     assert identity.sub == "alice"
     assert identity.exp is not None
 
 
 def test_roles_list() -> None:
     result = _run("token", "--sub", "bob", "--role", "ops", "--role", "admin")
-    claims = JWTVerifier(Settings(jwt_secret=SECRET)).verify(result.stdout.strip()).claims
+    verify = TokenVerifier(Settings(jwt_secret=SECRET)).verify
+    claims = asyncio.run(verify(result.stdout.strip())).claims
     assert claims["roles"] == ["ops", "admin"]
 
 

@@ -1,7 +1,16 @@
 """Authentication: where a token comes from and how it is verified."""
 
 from .errors import AuthError
-from .jwt import Identity, JWTVerifier, is_admin
+from .identity import Identity, is_admin, scopes_of
 from .sources import TokenOffer, offered_token
+from .verifier import TokenVerifier
 
-__all__ = ["AuthError", "Identity", "JWTVerifier", "TokenOffer", "is_admin", "offered_token"]
+__all__ = [
+    "AuthError",
+    "Identity",
+    "TokenOffer",
+    "TokenVerifier",
+    "is_admin",
+    "offered_token",
+    "scopes_of",
+]

@@ -1,78 +1,104 @@
-"""JWT verification with joserfc, and the admin rule."""
+"""JWT verification with joserfc: the algorithm allow-list, keys by type, the claims."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
-from joserfc.jwk import OctKey
 
-from ..protocol import CloseCode
 from ..settings import Settings
-from .errors import AuthError
+from .errors import EXPIRED, AuthError, invalid
+from .identity import Identity
+from .keys import KEY_TYPES, Key, RemoteJWKS, StaticKeys
 
-__all__ = ["Identity", "JWTVerifier", "is_admin"]
+__all__ = ["JWTVerifier", "allowed_algorithms"]
 
 logger = logging.getLogger("asgi_adminstats.auth")
-_ALGORITHMS = ["HS256"]
+_MAX_HEADER = 2048
 
 
-@dataclass(frozen=True)
-class Identity:
-    """A verified admin: the subject and the claims (kept server-side only)."""
+def allowed_algorithms(settings: Settings) -> frozenset[str]:
+    """The explicit allow-list: only algorithms whose key type is configured.
 
-    sub: str
-    claims: Mapping[str, Any] = field(repr=False)
+    So ``alg: none`` never passes, and an HS256 token signed with an RSA public key
+    (the HS/RS confusion) is refused unless an HMAC secret is configured, and then it is
+    checked against that secret only.
+    """
+    configured = set()
+    if settings.jwt_secret:
+        configured.add("oct")
+    if settings.jwt_public_key or settings.jwks_url or settings.oidc_issuer:
+        configured.update({"RSA", "EC", "OKP"})
+    wanted = settings.jwt_algorithms or (("HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"))
+    return frozenset(a for a in wanted if KEY_TYPES[a] in configured)
 
-    @property
-    def exp(self) -> float | None:
-        exp = self.claims.get("exp")
-        return float(exp) if isinstance(exp, int | float) else None
 
-
-def is_admin(claims: Mapping[str, Any], settings: Settings) -> bool:
-    if settings.admin_rule is not None:
-        return bool(settings.admin_rule(claims))
-    if claims.get(settings.role_claim) == settings.admin_role:
-        return True
-    roles = claims.get(settings.roles_claim)
-    return isinstance(roles, list | tuple) and settings.admin_role in roles
+def _header(token: str) -> dict[str, Any]:
+    segment = token.split(".", 1)[0]
+    if len(segment) > _MAX_HEADER:
+        raise invalid()
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise invalid() from None
+    if not isinstance(header, dict):
+        raise invalid()
+    return header
 
 
 class JWTVerifier:
-    """Verifies HS256 tokens against ``Settings.jwt_secret`` and the admin rule."""
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, jwks: RemoteJWKS | None) -> None:
         self._settings = settings
-        self._key = OctKey.import_key(settings.jwt_secret)
+        self._static = StaticKeys(settings)
+        self._jwks = jwks
+        self._algorithms = allowed_algorithms(settings)
+        issuer = settings.jwt_issuer or settings.oidc_issuer
         claims: dict[str, Any] = {"exp": {"essential": True}, "sub": {"essential": True}}
-        if settings.jwt_issuer is not None:
-            claims["iss"] = {"essential": True, "value": settings.jwt_issuer}
+        if issuer is not None:
+            claims["iss"] = {"essential": True, "value": issuer}
         if settings.jwt_audience is not None:
             claims["aud"] = {"essential": True, "value": settings.jwt_audience}
         self._registry = jwt.JWTClaimsRegistry(leeway=int(settings.jwt_leeway), **claims)
 
-    def verify(self, token: str) -> Identity:
-        """The identity of an admin token; raises :class:`AuthError` (4401 or 4403)."""
-        if len(token) > self._settings.max_token_bytes:
-            raise AuthError(CloseCode.UNAUTHORIZED, "unauthorized: invalid token")
+    @property
+    def algorithms(self) -> frozenset[str]:
+        return self._algorithms
+
+    async def verify(self, token: str) -> Identity:
+        header = _header(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise invalid("algorithm")
+        kid = header.get("kid")
+        key = await self._key(alg, kid if isinstance(kid, str) else None)
+        if key is None:
+            raise invalid("unknown_key")
         try:
-            decoded = jwt.decode(token, self._key, algorithms=_ALGORITHMS)
+            decoded = jwt.decode(token, key, algorithms=[alg])
             self._registry.validate(decoded.claims)
         except ExpiredTokenError:
-            raise AuthError(CloseCode.UNAUTHORIZED, "unauthorized: token expired") from None
+            raise AuthError(invalid().code, EXPIRED, "expired") from None
         except (JoseError, ValueError, TypeError, UnicodeError) as exc:
             # The error class says why (bad signature, wrong issuer, ...); never the token.
             logger.info("token rejected: %s", type(exc).__name__)
-            raise AuthError(CloseCode.UNAUTHORIZED, "unauthorized: invalid token") from None
-        claims = decoded.claims
-        sub = claims.get("sub")
+            raise invalid() from None
+        sub = decoded.claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise AuthError(CloseCode.UNAUTHORIZED, "unauthorized: invalid token")
-        if not is_admin(claims, self._settings):
-            raise AuthError(CloseCode.FORBIDDEN, CloseCode.FORBIDDEN.reason)
-        return Identity(sub=sub, claims=claims)
+            raise invalid()
+        return Identity(sub=sub, claims=decoded.claims)
+
+    async def _key(self, alg: str, kid: str | None) -> Key | None:
+        kty = KEY_TYPES[alg]
+        if kty == "oct":
+            return self._static.secret
+        public = self._static.public
+        if public is not None and public.key_type == kty and (kid is None or self._jwks is None):
+            return public
+        if self._jwks is not None:
+            return await self._jwks.key(kid, kty)
+        return None

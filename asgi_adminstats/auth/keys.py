@@ -1,0 +1,122 @@
+"""Where verification keys come from: settings (secret, PEM) or a JWKS, fetched and cached.
+
+The JWKS comes from ``jwks_url`` or from OIDC discovery on ``oidc_issuer``. It is cached
+for ``jwks_cache_ttl``; a token with an unknown ``kid`` triggers a refetch at most every
+``jwks_refetch_interval``, so a flood of made-up ``kid`` values cannot hammer the
+identity provider, while a real key rotation is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx2
+from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey, import_key
+
+from ..settings import Settings
+
+__all__ = ["KEY_TYPES", "Key", "RemoteJWKS", "StaticKeys"]
+
+logger = logging.getLogger("asgi_adminstats.auth")
+
+Key = OctKey | RSAKey | ECKey | OKPKey
+
+#: The key type (``kty``) each algorithm needs: a token never picks its own key type.
+KEY_TYPES = {
+    "HS256": "oct",
+    "HS384": "oct",
+    "HS512": "oct",
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "EdDSA": "OKP",
+}
+_FETCH_TIMEOUT = 5.0
+_MAX_JWKS_BYTES = 256 * 1024
+
+
+class StaticKeys:
+    """The secret (HS*) and the PEM public key from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.secret = OctKey.import_key(settings.jwt_secret) if settings.jwt_secret else None
+        self.public: Key | None = None
+        if settings.jwt_public_key:
+            key = import_key(settings.jwt_public_key)
+            if key.is_private:
+                raise ValueError("jwt_public_key holds a private key: give the public key only")
+            self.public = key
+
+
+class RemoteJWKS:
+    def __init__(self, settings: Settings, client: httpx2.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self._jwks_url = settings.jwks_url
+
+    async def key(self, kid: str | None, kty: str) -> Key | None:
+        """The key for ``kid`` (or the only key of type ``kty`` when there is no kid)."""
+        age = time.monotonic() - self._fetched_at
+        if self._keys is None or age > self._settings.jwks_cache_ttl:
+            await self._refresh(force=self._keys is None)
+        key = self._find(kid, kty)
+        if key is None and kid is not None and age > self._settings.jwks_refetch_interval:
+            await self._refresh(force=False)  # maybe rotated: look again, rate-limited
+            key = self._find(kid, kty)
+        return key
+
+    def _find(self, kid: str | None, kty: str) -> Key | None:
+        if self._keys is None:
+            return None
+        candidates = [
+            k for k in self._keys.keys if k.key_type == kty and (kid is None or k.kid == kid)
+        ]
+        if kid is None and len(candidates) != 1:
+            return None  # ambiguous without a kid: refuse rather than guess
+        return candidates[0] if candidates else None
+
+    async def _refresh(self, *, force: bool) -> None:
+        async with self._lock:
+            # Another task may have fetched while we waited for the lock.
+            since = time.monotonic() - self._fetched_at
+            if not force and since < self._settings.jwks_refetch_interval:
+                return
+            self._fetched_at = time.monotonic()  # a failure waits out the interval too
+            try:
+                url = self._jwks_url or await self._discover()
+                self._jwks_url = url
+                data = await self._get_json(url)
+                self._keys = KeySet.import_key_set(data)  # type: ignore[arg-type]
+                logger.info("JWKS loaded: %d keys", len(self._keys.keys))
+            except Exception as exc:
+                # Keep serving with the keys we had; without any, tokens fail closed.
+                logger.warning("fetching the JWKS failed: %s: %s", type(exc).__name__, exc)
+
+    async def _discover(self) -> str:
+        issuer = (self._settings.oidc_issuer or "").rstrip("/")
+        metadata = await self._get_json(f"{issuer}/.well-known/openid-configuration")
+        if metadata.get("issuer", "").rstrip("/") != issuer:
+            raise ValueError("the discovery document names another issuer")
+        jwks_uri = metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise ValueError("the discovery document has no jwks_uri")
+        return jwks_uri
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        response = await self._client.get(url, timeout=_FETCH_TIMEOUT)
+        response.raise_for_status()
+        if len(response.content) > _MAX_JWKS_BYTES:
+            raise ValueError(f"{url} answered {len(response.content)} bytes")
+        data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError(f"{url} did not answer a JSON object")
+        return data
