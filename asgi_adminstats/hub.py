@@ -26,6 +26,7 @@ class Hub:
     def __init__(self) -> None:
         self._members: set[Member] = set()
         self._per_subject: dict[str, int] = {}
+        self.sockets = 0  # open sockets, including those still authenticating
         self.latest_stats: str | None = None
 
     def latest_data(self) -> dict[str, Any] | None:

@@ -64,10 +64,13 @@ class Session:
         return self.identity.sub if self.identity else None
 
     async def run(self) -> None:
+        self._hub.sockets += 1  # authenticated or not: every open socket counts
         try:
             await self._run()
         except _GONE:
             logger.debug("connection %s: the client left mid-handshake", self.id)
+        finally:
+            self._hub.sockets -= 1
 
     async def _run(self) -> None:
         settings = self._settings
@@ -75,7 +78,7 @@ class Session:
             self._ws.scope, cookie=settings.token_cookie, query=settings.allow_query_token
         )
         await self._ws.accept(subprotocol=offer.subprotocol)
-        if len(self._hub) >= settings.max_connections:
+        if self._hub.sockets > settings.max_connections:
             await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SERVER_FULL), "capacity")
             return
         outcome: Identity | tuple[Close, str] | None
