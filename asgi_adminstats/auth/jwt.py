@@ -6,13 +6,16 @@ import base64
 import binascii
 import json
 import logging
+import math
+import warnings
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
+from ..protocol import CloseCode
 from ..settings import Settings
-from .errors import EXPIRED, AuthError, invalid
+from .errors import EXPIRED, UNAVAILABLE, AuthError, invalid
 from .identity import Identity
 from .keys import KEY_TYPES, Key, RemoteJWKS, StaticKeys
 
@@ -63,7 +66,8 @@ class JWTVerifier:
             claims["iss"] = {"essential": True, "value": issuer}
         if settings.jwt_audience is not None:
             claims["aud"] = {"essential": True, "value": settings.jwt_audience}
-        self._registry = jwt.JWTClaimsRegistry(leeway=int(settings.jwt_leeway), **claims)
+        leeway = math.ceil(settings.jwt_leeway)  # joserfc counts whole seconds
+        self._registry = jwt.JWTClaimsRegistry(leeway=leeway, **claims)
 
     @property
     def algorithms(self) -> frozenset[str]:
@@ -77,9 +81,15 @@ class JWTVerifier:
         kid = header.get("kid")
         key = await self._key(alg, kid if isinstance(kid, str) else None)
         if key is None:
+            if KEY_TYPES[alg] != "oct" and self._jwks is not None and not self._jwks.available:
+                raise AuthError(CloseCode.UNAUTHORIZED, UNAVAILABLE, "unavailable")
             raise invalid("unknown_key")
         try:
-            decoded = jwt.decode(token, key, algorithms=[alg])
+            with warnings.catch_warnings():
+                # joserfc flags "EdDSA" as superseded by RFC 9864's names, which it does
+                # not accept yet; the algorithm itself is the one allowed here.
+                warnings.filterwarnings("ignore", message="EdDSA is deprecated")
+                decoded = jwt.decode(token, key, algorithms=[alg])
             self._registry.validate(decoded.claims)
         except ExpiredTokenError:
             raise AuthError(invalid().code, EXPIRED, "expired") from None

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 import httpx2
-from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey, import_key
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
 from ..settings import Settings
 
@@ -48,10 +49,20 @@ class StaticKeys:
         self.secret = OctKey.import_key(settings.jwt_secret) if settings.jwt_secret else None
         self.public: Key | None = None
         if settings.jwt_public_key:
-            key = import_key(settings.jwt_public_key)
+            key = _import_public_pem(settings.jwt_public_key)
             if key.is_private:
                 raise ValueError("jwt_public_key holds a private key: give the public key only")
             self.public = key
+
+
+def _import_public_pem(pem: str) -> Key:
+    # Explicit key types: an implicit import turns any garbage into an HMAC key.
+    for key_type in (RSAKey, ECKey, OKPKey):
+        try:
+            return key_type.import_key(pem)
+        except (ValueError, TypeError, JoseError):
+            continue
+    raise ValueError("jwt_public_key is not a PEM key (RSA, EC or Ed25519)")
 
 
 class RemoteJWKS:
@@ -63,14 +74,21 @@ class RemoteJWKS:
         self._lock = asyncio.Lock()
         self._jwks_url = settings.jwks_url
 
+    @property
+    def available(self) -> bool:
+        """Whether a JWKS was ever loaded (else the identity provider is unreachable)."""
+        return self._keys is not None
+
     async def key(self, kid: str | None, kty: str) -> Key | None:
         """The key for ``kid`` (or the only key of type ``kty`` when there is no kid)."""
-        age = time.monotonic() - self._fetched_at
-        if self._keys is None or age > self._settings.jwks_cache_ttl:
-            await self._refresh(force=self._keys is None)
+        if (
+            self._keys is None
+            or time.monotonic() - self._fetched_at > self._settings.jwks_cache_ttl
+        ):
+            await self._refresh()
         key = self._find(kid, kty)
-        if key is None and kid is not None and age > self._settings.jwks_refetch_interval:
-            await self._refresh(force=False)  # maybe rotated: look again, rate-limited
+        if key is None and kid is not None:
+            await self._refresh()  # maybe rotated: look again (rate-limited)
             key = self._find(kid, kty)
         return key
 
@@ -84,13 +102,14 @@ class RemoteJWKS:
             return None  # ambiguous without a kid: refuse rather than guess
         return candidates[0] if candidates else None
 
-    async def _refresh(self, *, force: bool) -> None:
+    async def _refresh(self) -> None:
         async with self._lock:
-            # Another task may have fetched while we waited for the lock.
-            since = time.monotonic() - self._fetched_at
-            if not force and since < self._settings.jwks_refetch_interval:
+            # Every fetch, the first and failed ones included, is rate-limited: a burst of
+            # tokens waiting here, or a provider that is down, costs one request per
+            # interval, not one per token.
+            if time.monotonic() - self._fetched_at < self._settings.jwks_refetch_interval:
                 return
-            self._fetched_at = time.monotonic()  # a failure waits out the interval too
+            self._fetched_at = time.monotonic()
             try:
                 url = self._jwks_url or await self._discover()
                 self._jwks_url = url
@@ -99,7 +118,7 @@ class RemoteJWKS:
                 logger.info("JWKS loaded: %d keys", len(self._keys.keys))
             except Exception as exc:
                 # Keep serving with the keys we had; without any, tokens fail closed.
-                logger.warning("fetching the JWKS failed: %s: %s", type(exc).__name__, exc)
+                logger.warning("fetching the JWKS failed: %s", type(exc).__name__)
 
     async def _discover(self) -> str:
         issuer = (self._settings.oidc_issuer or "").rstrip("/")
