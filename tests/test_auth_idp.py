@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from idp import CLIENT_ID, CLIENT_SECRET, IdentityProvider, identity_provider
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
@@ -32,6 +31,7 @@ from asgi_adminstats import AdminStats, CloseCode
 from asgi_adminstats.auth import AuthError, TokenVerifier
 
 from conftest import SECRET, client, closed, make_settings, recv
+from idp import CLIENT_ID, CLIENT_SECRET, IdentityProvider, identity_provider
 
 UNAUTHORIZED = int(CloseCode.UNAUTHORIZED)
 INVALID = (UNAUTHORIZED, "unauthorized: invalid token")
