@@ -347,6 +347,7 @@ class AdminStats:
             verifier=self._verifier,
             hub=self.hub,
             client_ip=ip,
+            replay=self.audit.since,
         ).run()
 
     async def _serve_http(

@@ -133,10 +133,21 @@ ClientMessage = Subscribe | Unsubscribe | Ping | Pong | Auth
 
 
 def excerpt(value: object) -> str:
-    """A short, escaped excerpt of client input: never echo a message in full."""
+    """A short, escaped excerpt of client input: never echo a message in full.
+
+    Bounded after escaping (a control character takes six), at ``_EXCERPT`` characters.
+    """
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    short = text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
-    return json.dumps(short, ensure_ascii=True)
+    shown: list[str] = []
+    used = 0
+    for char in text:
+        escaped = json.dumps(char, ensure_ascii=True)[1:-1]
+        if used + len(escaped) > _EXCERPT:
+            break
+        shown.append(escaped)
+        used += len(escaped)
+    cut = "\\u2026" if len(shown) < len(text) else ""
+    return '"' + "".join(shown) + cut + '"'
 
 
 def parse_client_message(text: str) -> ClientMessage:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,8 @@ logger = logging.getLogger("asgi_adminstats.session")
 connections = logging.getLogger("asgi_adminstats.connections")
 
 _GONE = (WebSocketDisconnect, OSError)
+_REPLAY_LIMIT = 100
+Replay = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
 _SERVER_FULL = "try again later: server full"
 _SUBJECT_FULL = "try again later: too many connections for this user"
 
@@ -45,12 +47,14 @@ class Session:
         verifier: TokenVerifier,
         hub: Hub,
         client_ip: str,
+        replay: Replay | None = None,
     ) -> None:
         self._ws = websocket
         self._settings = settings
         self._verifier = verifier
         self._hub = hub
         self._ip = client_ip
+        self._replay = replay
         self.id = uuid.uuid4().hex[:16]
         self.identity: Identity | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
@@ -58,6 +62,7 @@ class Session:
         self._pong = asyncio.Event()
         self._refreshed = asyncio.Event()
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
+        self.client_close_code: int | None = None
 
     @property
     def sub(self) -> str | None:
@@ -87,7 +92,8 @@ class Session:
         else:
             outcome = await self._authenticate_first_message()
         if outcome is None:
-            return  # the client left before authenticating
+            connections.info("connection abandoned: client=%s left before authenticating", self._ip)
+            return
         if isinstance(outcome, tuple):
             await self._reject(*outcome)
             return
@@ -164,7 +170,7 @@ class Session:
                 if message["type"] == "websocket.disconnect":
                     return None
                 text = message.get("text")
-                if text is not None and len(text) > self._settings.max_message_bytes:
+                if text is not None and _too_big(text, self._settings.max_message_bytes):
                     return Close.of(CloseCode.MESSAGE_TOO_BIG), "too_big"
                 try:
                     parsed = protocol.parse_client_message(text) if text is not None else None
@@ -201,8 +207,14 @@ class Session:
         return Close.of(CloseCode.INTERNAL_ERROR)
 
     async def _close(self, close: Close) -> None:
+        # Bounded: uvicorn's send waits for the socket to drain, and a client that stopped
+        # reading never lets it; give up and let the server drop the transport.
         try:
-            await self._ws.close(close.code, close.reason)
+            await asyncio.wait_for(
+                self._ws.close(close.code, close.reason), self._settings.heartbeat_timeout
+            )
+        except TimeoutError:
+            logger.info("connection %s: close frame not taken by the client", self.id)
         except (*_GONE, RuntimeError):
             pass  # the client is already gone: nothing left to tell it
 
@@ -259,6 +271,7 @@ class Session:
         while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
+                self.client_close_code = message.get("code")
                 return None
             if not self._rate.take():
                 return Close.of(CloseCode.RATE_LIMITED)
@@ -266,7 +279,7 @@ class Session:
             if text is None:
                 self._reply_error("bad_message", "binary frames are not supported")
                 continue
-            if len(text) > limit or len(text.encode()) > limit:
+            if _too_big(text, limit):
                 return Close.of(CloseCode.MESSAGE_TOO_BIG)
             try:
                 parsed = protocol.parse_client_message(text)
@@ -288,11 +301,13 @@ class Session:
                 self.outbox.put_control(protocol.encode(protocol.server_message("pong")))
             case protocol.Pong():
                 self._pong.set()
-            case protocol.Subscribe(subscriptions=names):
+            case protocol.Subscribe(subscriptions=names, since=since):
                 self.subscriptions.update(names)
                 self._confirm_subscriptions()
                 if "stats" in names and self._hub.latest_stats is not None:
                     self.outbox.put_stats(self._hub.latest_stats)
+                if since is not None and "notifications" in self.subscriptions:
+                    await self._replay_since(since)
             case protocol.Unsubscribe(subscriptions=names):
                 self.subscriptions.difference_update(names)
                 if "stats" in names:
@@ -301,6 +316,26 @@ class Session:
             case protocol.Auth(token=token):
                 return await self._reauthenticate(token)
         return None
+
+    async def _replay_since(self, since: str) -> None:
+        """The audit actions after ``since`` (the last id the client saw), oldest first,
+        bounded; the client de-duplicates by id against live pushes."""
+        if not since.isdigit() or len(since) > 18:
+            self._reply_error("bad_message", "field 'since' must be an audit action id")
+            return
+        if self._replay is None:
+            return
+        try:
+            actions = await self._replay(
+                int(since), min(_REPLAY_LIMIT, self._settings.notification_queue)
+            )
+        except Exception as exc:
+            logger.warning("replay for %s failed: %s", self.id, type(exc).__name__)
+            self._reply_error("unavailable", "replay is unavailable right now")
+            return
+        for action in actions:
+            message = protocol.server_message("audit_action", data={**action, "replayed": True})
+            self.outbox.put_notification(protocol.encode(message))
 
     def _confirm_subscriptions(self) -> None:
         reply = protocol.server_message("subscribed", subscriptions=self._subscription_list())
@@ -322,3 +357,8 @@ class Session:
         self.identity = outcome
         self._refreshed.set()
         return None
+
+
+def _too_big(text: str, limit: int) -> bool:
+    # Characters first (cheap, and never fewer than the UTF-8 bytes), then bytes.
+    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)

@@ -118,3 +118,22 @@ async def test_push_while_many_ticks_pending_is_not_delayed(start: Any) -> None:
         )
         pushed = [await recv_type(ws, "audit_action", timeout=2) for _ in results]
     assert sorted(m["data"]["id"] for m in pushed) == sorted(r["id"] for r in results)
+
+
+async def test_subscribe_since_replays_missed_actions_oldest_first(start: Any) -> None:
+    stats, addr = await start()
+    first = await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
+    missed = [await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", i) for i in (2, 3)]
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        await ws.send(
+            json.dumps(
+                {"type": "subscribe", "subscriptions": ["notifications"], "since": first["id"]}
+            )
+        )
+        replayed = [await recv_type(ws, "audit_action") for _ in missed]
+        await ws.send(json.dumps({"type": "subscribe", "subscriptions": [], "since": "x1"}))
+        error = await recv_type(ws, "error")
+    assert [m["data"]["id"] for m in replayed] == [a["id"] for a in missed]
+    assert all(m["data"]["replayed"] is True for m in replayed)
+    assert error["code"] == "bad_message"
