@@ -70,8 +70,8 @@ async def test_postgres_lease_freed_when_its_connection_dies() -> None:
             assert await a.hold() is True
             assert await b.hold() is False
             assert await a.hold() is True  # still held: the connection is alive
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            await admin.execute(  # waits (up to 5 s) until the backend is gone
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                 " WHERE application_name = 't-lease-a'"
             )
             assert await b.hold() is True  # the lock died with a's connection
