@@ -8,11 +8,12 @@ import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from broadcaster import Broadcast
 from databases import Database
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -49,6 +50,14 @@ _NOT_STARTED = (
     "lifespan events: pass lifespan=stats.lifespan to Starlette/FastAPI (or enter "
     "`async with stats.lifespan(app)` in your own lifespan), or use AdminStatsMiddleware."
 )
+
+
+_STATIC = Path(__file__).parent / "static"
+_CLIENT_FILES = {
+    "/client.js": "adminstats.js",
+    "/adminstats.js": "adminstats.js",  # what the hook imports as "./adminstats.js"
+    "/use-admin-websocket.js": "use-admin-websocket.js",
+}
 
 
 class NotStartedError(RuntimeError):
@@ -353,7 +362,7 @@ class AdminStats:
     async def _serve_http(
         self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        response: PlainTextResponse | JSONResponse
+        response: PlainTextResponse | JSONResponse | FileResponse
         if at_root:
             response = PlainTextResponse(
                 "426 Upgrade Required: connect with a WebSocket",
@@ -362,6 +371,13 @@ class AdminStats:
             )
         elif path == "/health" and self.settings.health_endpoint:
             response = JSONResponse(self.health(), headers={"Cache-Control": "no-store"})
+        elif path in _CLIENT_FILES:
+            # The browser client and the React hook, next to the endpoint they talk to.
+            response = FileResponse(
+                _STATIC / _CLIENT_FILES[path],
+                media_type="text/javascript",
+                headers={"Cache-Control": "no-cache"},
+            )
         else:
             response = PlainTextResponse("Not Found", status_code=404)
         await response(scope, receive, send)

@@ -180,3 +180,19 @@ async def test_unreachable_database_server_fails_startup_naming_the_setting(
     assert "setting 'database_url'" in message and "cannot connect" in message
     assert "s3cret" not in message and "127.0.0.1:1" in message
     assert not stats.started
+
+
+@pytest.mark.parametrize("form", [starlette_mount, middleware_form], ids=lambda f: f.__name__)
+async def test_browser_client_and_hook_are_served_next_to_the_endpoint(
+    start: Any, form: Any
+) -> None:
+    _, addr = await start(host=form)
+    async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+        client_js = await http.get("/admin/ws/client.js")
+        imported = await http.get("/admin/ws/adminstats.js")
+        hook = await http.get("/admin/ws/use-admin-websocket.js")
+    assert client_js.status_code == 200
+    assert client_js.headers["content-type"].startswith("text/javascript")
+    assert "export class AdminStatsClient" in client_js.text
+    assert imported.text == client_js.text  # the hook's "./adminstats.js" import
+    assert 'from "./adminstats.js"' in hook.text
