@@ -57,6 +57,14 @@ class _Api:
             headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"},
         )
 
+    async def hook_page(self, request: Request) -> Response:
+        # The React hook demo. React's UMD builds are vendored under /admin/static/vendor,
+        # so the dashboard's CSP (scripts from 'self' only) holds here too.
+        return FileResponse(
+            STATIC_DIR / "hook.html",
+            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"},
+        )
+
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/admin")
 
@@ -170,6 +178,7 @@ def create_app(
         Mount(WS_PATH, app=stats),
         Route("/", api.home, methods=["GET"]),
         Route("/admin", api.dashboard, methods=["GET"]),
+        Route("/admin/hook", api.hook_page, methods=["GET"]),
         Mount("/admin/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/admin/api/config", api.config, methods=["GET"]),
         Route("/admin/api/players/{player_id:int}/ban", api.ban, methods=["POST"]),

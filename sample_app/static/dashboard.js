@@ -1,43 +1,60 @@
-// Live admin dashboard: one adminstats.v1 WebSocket, the token kept in sessionStorage
-// (gone when the tab closes), and plain DOM updates: no framework, no build step.
+// Live admin dashboard over the component's browser client (AdminStatsClient, served by
+// the component itself at /admin/ws/client.js): the client owns the connection (token in
+// the subprotocol, pings, reconnects with backoff, `since` replay, de-duplication); this
+// page owns the token (sessionStorage: gone when the tab closes) and plain DOM updates.
+// No framework, no build step, no CDN.
 
-const PROTOCOL = "adminstats.v1";
+import { AdminStatsClient, compareAuditIds } from "/admin/ws/client.js";
+import { Series, TimeChart } from "./chart.js";
+
 const TOKEN_KEY = "adminstats.token";
 const MAX_ACTIONS = 20;
-const HIGHLIGHT_MS = 2500;
+const HIGHLIGHT_MS = 8000;
 const FLASH_MS = 1200;
-const BACKOFF_START_MS = 1000;
-const BACKOFF_CAP_MS = 30000;
-// The server says these tokens will never work: retrying would only hammer it.
-const AUTH_CLOSE_CODES = new Set([4401, 4403]);
+const HISTORY_MS = 10 * 60_000;
+// A handful of admins, not thousands of clients: a short backoff cap brings the
+// dashboard back soon after a deploy (full jitter still spreads the reconnects).
+const MAX_RECONNECT_MS = 10_000;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const CLOSE_TEXT = {
-  1000: "normal closure", 1001: "going away", 1006: "connection lost",
-  1011: "internal error", 1013: "try again later", 4008: "slow consumer",
-  4401: "unauthorized", 4403: "forbidden", 4408: "timeout", 4429: "rate limited",
+  1000: "normal closure", 1001: "going away", 1006: "connection lost", 1011: "internal error",
+  1012: "service restart", 1013: "try again later", 4008: "slow consumer", 4401: "unauthorized",
+  4403: "forbidden", 4408: "timeout", 4429: "rate limited",
+};
+const STATUS = {
+  live: "Live",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+  connecting: "Connecting…",
 };
 
 const $ = (id) => document.getElementById(id);
 
 const state = {
   config: { dev: false, wsPath: "/admin/ws" },
-  socket: null,
-  live: false,
-  attempt: 0,
-  retryTimer: 0,
+  client: null,
+  everConnected: false, // "connecting" after a connection is a reconnect to the eye
+  user: null,
+  lastClose: null, // {code, reason, at}
   retryAt: 0,
-  lastClose: "",
   lastUpdateAt: 0,
   statsInterval: 5,
   serverStale: false,
-  firstStatsSeen: false,
-  actions: new Map(), // id -> action, as the server sent it
+  snapshots: 0, // stats_update messages seen: the first one's actions are history, not news
+  actions: new Map(), // id -> action
   actionItems: new Map(), // id -> <li>, reused so highlights survive re-renders
 };
 
+const series = {
+  users: new Series(HISTORY_MS),
+  latency: new Series(HISTORY_MS),
+  memory: new Series(HISTORY_MS),
+};
+let charts = null;
+
 // --- token ------------------------------------------------------------------------
 
-function getToken() {
+function readToken() {
   try {
     return sessionStorage.getItem(TOKEN_KEY);
   } catch {
@@ -45,7 +62,7 @@ function getToken() {
   }
 }
 
-function setToken(token) {
+function storeToken(token) {
   try {
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
@@ -70,17 +87,20 @@ function hideAuth() {
   $("sign-out").hidden = false;
 }
 
+async function fetchDevToken() {
+  const response = await fetch("/admin/api/dev-login", { method: "POST" });
+  if (!response.ok) throw new Error(`dev login: HTTP ${response.status}`);
+  const body = await response.json();
+  if (body.warning) console.warn(`adminstats: ${body.warning}`);
+  storeToken(body.token);
+  return body.token;
+}
+
 async function devLogin() {
   const button = $("dev-login");
   button.disabled = true;
   try {
-    const response = await fetch("/admin/api/dev-login", { method: "POST" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const body = await response.json();
-    setToken(body.token);
-    if (body.warning) console.warn(`adminstats: ${body.warning}`);
-    state.attempt = 0;
-    useToken(body.token);
+    useToken(await fetchDevToken());
   } catch (err) {
     showAuth(`Dev login failed (${err.message}).`, "error");
   } finally {
@@ -97,164 +117,126 @@ function submitToken(event) {
     return;
   }
   input.value = "";
-  setToken(token);
-  state.attempt = 0;
+  storeToken(token);
   useToken(token);
 }
 
-// A live connection takes a new token in place (PROTOCOL.md: auth refresh).
-function useToken(token) {
-  if (state.live && state.socket) {
-    send(state.socket, { type: "auth", token });
-    hideAuth();
-  } else {
-    connect();
-  }
-}
-
-async function refreshExpiringToken() {
-  if (state.config.dev) {
-    await devLogin();
-  } else {
-    showAuth("Your token expires soon: paste a new one to stay connected.");
-  }
+// The client calls this when the token expires soon or was refused. In dev mode a new
+// dev token is one request away; otherwise only the user can supply one.
+async function renewToken() {
+  if (state.config.dev) return fetchDevToken();
+  throw new Error("a new token must be pasted");
 }
 
 function signOut() {
-  setToken(null);
-  const socket = state.socket;
-  state.socket = null; // its close event is now ignored: no reconnect
-  state.live = false;
-  clearTimeout(state.retryTimer);
-  state.retryAt = 0;
-  if (socket) socket.close(1000, "signed out");
-  setStatus("offline", "Offline");
+  storeToken(null);
+  stopClient();
+  setStatus("offline");
   showAuth("Signed out. An admin token is needed to see live stats.");
 }
 
 // --- connection -------------------------------------------------------------------
 
-function setStatus(kind, text) {
-  $("status").dataset.state = kind;
-  $("status-text").textContent = text;
-}
-
-function send(socket, message) {
-  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-}
-
-function connect() {
-  clearTimeout(state.retryTimer);
-  state.retryAt = 0;
-  const token = getToken();
-  if (!token) {
-    setStatus("offline", "Offline");
-    showAuth("An admin token is needed to see live stats.");
-    return;
-  }
+function useToken(token) {
   hideAuth();
-  setStatus("connecting", "Connecting…");
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  let socket;
-  try {
-    // The token rides in a subprotocol: browsers cannot set an Authorization header.
-    socket = new WebSocket(`${scheme}//${location.host}${state.config.wsPath}`,
-                           [PROTOCOL, `bearer.${token}`]);
-  } catch {
-    setToken(null);
-    setStatus("offline", "Offline");
-    showAuth("That token cannot be sent (it is not a JWT). Enter a new one.", "error");
+  if (state.client) {
+    state.client.setToken(token); // connected: sent in place; stopped: reconnects with it
     return;
   }
-  state.socket = socket;
-  socket.addEventListener("message", (event) => {
-    if (state.socket === socket) onMessage(socket, event);
-  });
-  socket.addEventListener("close", (event) => {
-    if (state.socket === socket) onClose(event);
+  state.client = new AdminStatsClient({
+    url: state.config.wsPath,
+    token,
+    getToken: renewToken,
+    maxReconnectInterval: MAX_RECONNECT_MS,
+    onStateChange,
+    onStats: renderStats,
+    onAction: (action, { source }) => {
+      // The first snapshot brings history; anything after that is news.
+      const news = source !== "snapshot" || state.snapshots > 1;
+      mergeActions([action], news, source);
+    },
+    onMessage,
+    onError,
   });
 }
 
-function onMessage(socket, event) {
-  let message;
-  try {
-    message = JSON.parse(event.data);
-  } catch {
-    return;
+function stopClient() {
+  if (state.client) state.client.close();
+  state.client = null;
+  state.retryAt = 0;
+  renderConnection();
+}
+
+function onMessage(message) {
+  if (message.type === "connected") {
+    state.user = message.user?.sub ?? null;
+    if (typeof message.statsInterval === "number") state.statsInterval = message.statsInterval;
+  } else if (message.type === "stats_update") {
+    state.snapshots += 1;
   }
-  switch (message.type) {
+}
+
+function onStateChange(clientState, info) {
+  state.retryAt = clientState === "reconnecting" && info.delay > 0 ? Date.now() + info.delay : 0;
+  // The close worth showing ends a live connection (or refuses the token): the failed
+  // attempts of an outage that follow would only say "1006".
+  if (typeof info.code === "number" && (info.previous === "connected" || [4401, 4403].includes(info.code) || !state.lastClose)) {
+    state.lastClose = { code: info.code, reason: info.reason ?? "", at: new Date() };
+  }
+  if (info.previous === "connected" && clientState !== "connected") {
+    const now = Date.now();
+    for (const s of Object.values(series)) s.break(now);
+  }
+  switch (clientState) {
     case "connected":
-      onConnected(socket, message);
+      state.everConnected = true;
+      setStatus("live");
+      hideAuth();
       break;
-    case "stats_update":
-      renderStats(message.data ?? {});
+    case "reconnecting":
+      setStatus("reconnecting");
       break;
-    case "audit_action":
-      if (message.data) mergeActions([message.data], true);
+    case "connecting":
+      setStatus(state.everConnected ? "reconnecting" : "connecting");
       break;
-    case "ping":
-      send(socket, { type: "pong" });
+    default: // "disconnected", "error"
+      setStatus("offline");
       break;
-    case "token_expiring":
-      refreshExpiringToken();
-      break;
-    case "error":
-      console.warn(`adminstats error ${message.code}: ${message.message}`);
-      break;
-    default:
-      break; // newer servers may send more; ignoring them keeps old pages working
   }
+  renderConnection();
 }
 
-function onConnected(socket, message) {
-  state.live = true;
-  state.attempt = 0;
-  setStatus("live", "Live");
-  $("conn-id").textContent = message.connectionId ?? "–";
-  $("conn-user").textContent = message.user?.sub ?? "–";
-  if (typeof message.statsInterval === "number") state.statsInterval = message.statsInterval;
-  // After a reconnect, ask for the actions missed while away (the server bounds it).
-  const since = newestActionId();
-  if (since !== null) {
-    send(socket, { type: "subscribe", subscriptions: ["stats", "notifications"], since });
+function onError(error) {
+  if (error.kind === "server") {
+    console.warn(`adminstats: server error ${error.code}: ${error.reason}`);
+    return;
   }
+  if (!error.fatal) {
+    // token_expiring without a way to renew: the connection lasts until the token's exp.
+    if (!state.config.dev) showAuth("Your token expires soon: paste a new one to stay connected.");
+    return;
+  }
+  // Stopped: the token was refused (and no new one could be had), or retries ran out.
+  const close = state.lastClose;
+  const refused = error.kind === "token" || error.code === 4401 || error.code === 4403;
+  if (refused) storeToken(null);
+  stopClient();
+  setStatus("offline");
+  const why = close && [4401, 4403].includes(close.code)
+    ? `${close.code}: ${close.reason || CLOSE_TEXT[close.code]}`
+    : error.reason;
+  const next = state.config.dev ? "Use Dev login again." : "Paste a new token.";
+  showAuth(refused ? `Token refused (${why}). ${next}` : `Disconnected (${why}).`, "error");
 }
 
-function onClose(event) {
-  state.socket = null;
-  state.live = false;
-  setStatus("offline", "Offline");
-  const reason = event.reason || CLOSE_TEXT[event.code] || "";
-  state.lastClose = `${event.code}${reason ? ` ${reason}` : ""} at ${clock(new Date())}`;
-  if (AUTH_CLOSE_CODES.has(event.code)) {
-    setToken(null);
-    const next = state.config.dev ? "Use Dev login again." : "Paste a new token.";
-    showAuth(`Token rejected (${event.code}${reason ? `: ${reason}` : ""}). ${next}`, "error");
-  } else {
-    scheduleReconnect();
-  }
-  renderClock();
-}
-
-function scheduleReconnect() {
-  const base = Math.min(BACKOFF_CAP_MS, BACKOFF_START_MS * 2 ** state.attempt);
-  // ±25 % jitter: after a server restart, dashboards do not all return in one burst.
-  const delay = Math.min(BACKOFF_CAP_MS, base * (0.75 + Math.random() * 0.5));
-  state.attempt += 1;
-  state.retryAt = Date.now() + delay;
-  state.retryTimer = setTimeout(connect, delay);
-}
-
-function reconnectNow() {
-  if (state.retryAt && getToken()) {
-    state.attempt = 0;
-    connect();
-  }
+function setStatus(kind) {
+  $("status").dataset.state = kind;
+  $("status-text").textContent = STATUS[kind];
 }
 
 // --- rendering --------------------------------------------------------------------
 
-function setNumber(id, value) {
+function setNumber(id, value, format = (v) => v.toLocaleString()) {
   const el = $(id);
   if (typeof value !== "number") {
     el.textContent = "–";
@@ -263,21 +245,25 @@ function setNumber(id, value) {
   }
   const previous = el.dataset.value === undefined ? null : Number(el.dataset.value);
   el.dataset.value = String(value);
-  el.textContent = value.toLocaleString();
-  if (previous !== null && previous !== value) flash(el, value > previous ? "went-up" : "went-down");
+  el.textContent = format(value);
+  if (previous !== null && previous !== value) flash(el);
 }
 
-function flash(el, className) {
-  el.classList.remove("went-up", "went-down");
-  el.classList.add(className);
-  setTimeout(() => el.classList.remove(className), FLASH_MS);
+// A brief tint on change, the same either way: more memory is bad news, more players good.
+function flash(el) {
+  el.classList.add("changed");
+  clearTimeout(el.flashTimer);
+  el.flashTimer = setTimeout(() => el.classList.remove("changed"), FLASH_MS);
 }
 
 function renderStats(data) {
+  if (!data) return;
+  const now = Date.now();
   const online = data.online ?? {};
   const totals = data.totals ?? {};
   const system = data.system ?? {};
   const meta = data.meta ?? {};
+
   setNumber("online-users", online.users);
   setNumber("online-players", online.players);
   setNumber("admin-connections", online.connections);
@@ -292,41 +278,45 @@ function renderStats(data) {
   const memory = system.memory ?? null;
   setNumber("memory-used", memory?.used);
   setNumber("memory-total", memory?.total);
-  const share = memory && memory.total > 0 ? Math.min(100, (100 * memory.used) / memory.total) : 0;
-  $("memory-bar").style.width = `${share}%`;
   $("uptime").textContent = formatUptime(system.uptime);
 
-  // The first snapshot is history; later unseen ids are news the push did not bring.
-  mergeActions(data.activity?.recentActions ?? [], state.firstStatsSeen);
-  state.firstStatsSeen = true;
+  series.users.add(now, online.users);
+  series.latency.add(now, database?.latency);
+  series.memory.add(now, memory?.used);
+  drawCharts(now);
 
   $("conn-instance").textContent = meta.instance ?? "–";
   state.serverStale = Boolean(meta.stale);
-  state.lastUpdateAt = Date.now();
-  renderClock();
+  state.lastUpdateAt = now;
+  renderConnection();
 }
 
-function actionOrder(a, b) {
-  const x = Number(a.id);
-  const y = Number(b.id);
-  if (Number.isFinite(x) && Number.isFinite(y)) return y - x;
-  return String(b.timestamp).localeCompare(String(a.timestamp));
+function drawCharts(now = Date.now()) {
+  if (!charts) return;
+  for (const [name, chart] of Object.entries(charts)) {
+    chart.draw(series[name], now);
+    const span = chart.element.closest(".trend")?.querySelector("[data-span]");
+    if (span) span.textContent = `last ${formatSpan(chart.span())}`;
+  }
 }
 
-function newestActionId() {
-  const [newest] = [...state.actions.values()].sort(actionOrder);
-  return newest ? String(newest.id) : null;
+function newestFirst(a, b) {
+  return compareAuditIds(String(b.id), String(a.id));
 }
 
-function mergeActions(list, highlight) {
+function mergeActions(list, highlight, source) {
   const fresh = [];
   for (const action of list) {
     if (!action || action.id === undefined || action.id === null) continue;
     const id = String(action.id);
     if (!state.actions.has(id)) fresh.push(id);
-    state.actions.set(id, action);
+    state.actions.set(id, { ...state.actions.get(id), ...action });
+    // Which path brought it first, and whether the live channel has confirmed it.
+    const item = actionItem(state.actions.get(id));
+    if (!item.dataset.source) item.dataset.source = source;
+    if (source !== "api") item.dataset.live = "true";
   }
-  const kept = [...state.actions.values()].sort(actionOrder).slice(0, MAX_ACTIONS);
+  const kept = [...state.actions.values()].sort(newestFirst).slice(0, MAX_ACTIONS);
   const keptIds = new Set(kept.map((action) => String(action.id)));
   for (const id of [...state.actions.keys()]) {
     if (!keptIds.has(id)) {
@@ -334,16 +324,14 @@ function mergeActions(list, highlight) {
       state.actionItems.delete(id);
     }
   }
-  const items = kept.map((action) => actionItem(action));
-  $("recent-actions").replaceChildren(...items);
-  $("actions-empty").hidden = items.length > 0;
-  if (highlight) {
-    for (const id of fresh) {
-      const item = state.actionItems.get(id);
-      if (!item) continue;
-      item.classList.add("is-new");
-      setTimeout(() => item.classList.remove("is-new"), HIGHLIGHT_MS);
-    }
+  $("recent-actions").replaceChildren(...kept.map((action) => state.actionItems.get(String(action.id))));
+  $("actions-empty").hidden = kept.length > 0;
+  if (!highlight) return;
+  for (const id of fresh) {
+    const item = state.actionItems.get(id);
+    if (!item) continue;
+    item.classList.add("is-new");
+    setTimeout(() => item.classList.remove("is-new"), HIGHLIGHT_MS);
   }
 }
 
@@ -361,12 +349,13 @@ function actionItem(action) {
   const when = action.timestamp ? new Date(action.timestamp) : null;
   const time = span("action-time", when && !Number.isNaN(when.getTime()) ? shortDate(when) : "–");
   if (action.timestamp) time.title = action.timestamp;
-  const name = span("action-name", action.action ?? "?");
+  const name = span("action-name", (action.action ?? "?").replaceAll("_", " "));
   name.dataset.kind = action.action ?? "";
   const admin = span("action-admin", action.admin ?? "?");
-  const target = span("action-target", `${action.targetType ?? "?"} · #${id}`);
+  const target = span("action-target", `${(action.targetType ?? "?").toLowerCase()}`);
+  const number = span("action-id", `#${id}`);
   item.dataset.action = action.action ?? "";
-  item.replaceChildren(time, name, admin, target);
+  item.replaceChildren(time, name, admin, target, number);
   return item;
 }
 
@@ -377,18 +366,29 @@ function span(className, text) {
   return el;
 }
 
-// Runs every second: ages and countdowns move even when no message arrives.
-function renderClock() {
-  const age = state.lastUpdateAt ? Math.round((Date.now() - state.lastUpdateAt) / 1000) : null;
-  $("last-update").textContent = age === null ? "never" : `${formatDuration(age)} ago`;
+// Every second, and on every state change: ages and countdowns move between messages.
+function renderConnection() {
+  const client = state.client;
+  const live = client?.state === "connected";
+  const age = state.lastUpdateAt ? Math.max(0, Math.round((Date.now() - state.lastUpdateAt) / 1000)) : null;
+  $("last-update").textContent = age === null ? "never" : `${formatAge(age)} ago`;
   const late = age !== null && age > state.statsInterval * 2.5;
-  $("stale").hidden = !(state.lastUpdateAt && (state.serverStale || late || !state.live));
-  let close = state.lastClose || "–";
-  if (state.retryAt) {
-    const wait = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-    close += ` · reconnecting in ${wait} s`;
+  $("stale").hidden = !(state.lastUpdateAt && (state.serverStale || late || !live));
+  $("conn-id").textContent = client?.connectionId ?? "–";
+  $("conn-user").textContent = live ? state.user ?? "–" : "–";
+  $("conn-reconnects").textContent = String(client?.reconnects ?? 0);
+
+  const close = state.lastClose;
+  let text = "–";
+  if (close) {
+    const reason = close.reason || CLOSE_TEXT[close.code] || "";
+    text = `${close.code}${reason ? ` ${reason}` : ""} at ${clock(close.at)}`;
   }
-  $("close-info").textContent = close;
+  if (state.retryAt && client?.state === "reconnecting") {
+    text += ` · next try in ${Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000))} s`;
+  }
+  $("close-info").textContent = text;
+  $("reconnect-now").hidden = !(client && (client.state === "reconnecting" || client.state === "error"));
 }
 
 // --- formatting -------------------------------------------------------------------
@@ -420,10 +420,21 @@ function formatUptime(seconds) {
   return `${d ? `${d}d ` : ""}${h}:${pad(m)}:${pad(s % 60)}`;
 }
 
-function formatDuration(seconds) {
+function formatAge(seconds) {
   if (seconds < 60) return `${seconds} s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
   return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+function formatSpan(ms) {
+  const s = Math.round(ms / 1000);
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
+// Axis labels: as many decimals as the grid step needs.
+function axisNumber(value, step = 1) {
+  const decimals = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
+  return value.toLocaleString(undefined, { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 // --- moderation -------------------------------------------------------------------
@@ -440,7 +451,7 @@ async function moderate(kind) {
     showResult("Enter a player id (a positive whole number).", "error");
     return;
   }
-  const token = getToken();
+  const token = readToken();
   if (!token) {
     showResult("Sign in first.", "error");
     return;
@@ -456,7 +467,8 @@ async function moderate(kind) {
     if (response.ok) {
       const verb = kind === "ban" ? "Banned" : "Unbanned";
       showResult(`${verb} player ${raw} (action #${body.id}).`, "ok");
-      mergeActions([body], true); // the push follows; ids dedupe it
+      // Shown at once even if the socket is down; the push that follows has the same id.
+      mergeActions([body], true, "api");
     } else if (response.status === 401 || response.status === 403) {
       showResult(`Not allowed: ${body.error ?? response.statusText}`, "error");
     } else {
@@ -481,17 +493,40 @@ async function loadConfig() {
 }
 
 async function main() {
+  charts = {
+    users: new TimeChart($("chart-users"), {
+      color: "#3b6fd8", label: "Online users", minStep: 1, format: axisNumber,
+    }),
+    latency: new TimeChart($("chart-latency"), {
+      color: "#0f9488", label: "Database latency (ms)", zero: true, format: axisNumber,
+    }),
+    memory: new TimeChart($("chart-memory"), {
+      color: "#8b5cf6", label: "Memory used (MiB)", minStep: 1, format: axisNumber,
+    }),
+  };
+  drawCharts();
   await loadConfig();
   $("dev-banner").hidden = !state.config.dev;
   $("dev-login").addEventListener("click", devLogin);
   $("token-form").addEventListener("submit", submitToken);
   $("sign-out").addEventListener("click", signOut);
+  $("reconnect-now").addEventListener("click", () => state.client?.reconnect());
   $("moderate-form").addEventListener("submit", (event) => event.preventDefault());
   $("ban-button").addEventListener("click", () => moderate("ban"));
   $("unban-button").addEventListener("click", () => moderate("unban"));
-  window.addEventListener("online", reconnectNow);
-  setInterval(renderClock, 1000);
-  connect();
+  window.addEventListener("online", () => state.client?.reconnect());
+  setInterval(() => {
+    renderConnection();
+    drawCharts(); // the window slides on even when nothing arrives
+  }, 1000);
+
+  const token = readToken();
+  if (token) {
+    useToken(token);
+  } else {
+    setStatus("offline");
+    showAuth("An admin token is needed to see live stats.");
+  }
 }
 
 main();
