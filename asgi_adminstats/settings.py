@@ -127,15 +127,10 @@ class Settings:
                 f"must be at least {_MIN_SECRET_BYTES} bytes long",
             )
         self._validate_auth()
-        for name in (
-            "stats_interval",
-            "heartbeat_interval",
-            "heartbeat_timeout",
-            "auth_timeout",
-            "collector_timeout",
-            "database_degraded_ms",
-        ):
+        for name in _POSITIVE:
             _require(getattr(self, name) > 0, name, f"must be > 0 (got {getattr(self, name)!r})")
+        for name in _AT_LEAST_ONE:
+            _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
         _require(self.jwt_leeway >= 0, "jwt_leeway", f"must be >= 0 (got {self.jwt_leeway!r})")
         _require(
             self.heartbeat_timeout < self.heartbeat_interval,
@@ -143,13 +138,6 @@ class Settings:
             f"({self.heartbeat_timeout:g}) must be shorter than heartbeat_interval "
             f"({self.heartbeat_interval:g})",
         )
-        for name in (
-            "recent_actions",
-            "max_message_bytes",
-            "max_token_bytes",
-            "notification_queue",
-        ):
-            _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
         for name in ("channel_prefix", "audit_table"):
             _require(
                 IDENTIFIER.fullmatch(getattr(self, name)) is not None,
@@ -208,22 +196,6 @@ class Settings:
             "introspection_client_id",
             "and introspection_client_secret are required with introspection_url",
         )
-        for name in (
-            "token_refresh_margin",
-            "jwks_cache_ttl",
-            "jwks_refetch_interval",
-            "introspection_cache_ttl",
-            "connect_rate",
-            "message_rate",
-        ):
-            _require(getattr(self, name) > 0, name, f"must be > 0 (got {getattr(self, name)!r})")
-        for name in (
-            "connect_burst",
-            "max_connections",
-            "max_connections_per_subject",
-            "message_burst",
-        ):
-            _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -289,6 +261,30 @@ ALGORITHMS = (
 )
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_POSITIVE = (
+    "stats_interval",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "auth_timeout",
+    "collector_timeout",
+    "database_degraded_ms",
+    "token_refresh_margin",
+    "jwks_cache_ttl",
+    "jwks_refetch_interval",
+    "introspection_cache_ttl",
+    "connect_rate",
+    "message_rate",
+)
+_AT_LEAST_ONE = (
+    "recent_actions",
+    "max_message_bytes",
+    "max_token_bytes",
+    "notification_queue",
+    "connect_burst",
+    "max_connections",
+    "max_connections_per_subject",
+    "message_burst",
+)
 _NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
