@@ -361,17 +361,8 @@ async def test_redis_restart_heals(tmp_path: Path) -> None:
                 # B already had it: no second copy from its replay or its republish.
                 assert not [m for m in copies_b if m["type"] == "audit_action"], copies_b
 
-                # Healed both ways: a ban on A reaches B live.
-                after = await a.ban(12, sub="mod-a")
-                live = await audit_for(ws_b, after["id"], timeout=1.0)
-                assert live["data"] == after
-                # And one producer again, whose snapshots reach A's clients.
-                producer = await c.settled()
-                await _stats_where(
-                    ws_a,
-                    lambda d: d["meta"]["instance"] == producer and d["meta"]["local"] is False,
-                    timeout=3 * INTERVAL,
-                )
+                # Healed both ways: a ban on A reaches B live, one producer again.
+                await _healed(c, sender=a, receiver=ws_b, watcher=ws_a, player=12)
             healths = await c.healths()
             for instance, health in zip(c.instances, healths, strict=True):
                 lines = instance.log().count("bus (redis) reconnected after")
@@ -432,15 +423,7 @@ async def test_postgres_listener_termination_heals(tmp_path: Path) -> None:
                 audit_copies(ws_b, row_id, timeout=1.0, linger=0.5),
             )
             # A listens again: a ban on B reaches A live, and cluster snapshots flow.
-            after = await b.ban(13, sub="mod-b")
-            live = await audit_for(ws_a, after["id"], timeout=1.0)
-            assert live["data"] == after
-            producer = await c.settled()
-            await _stats_where(
-                ws_a,
-                lambda d: d["meta"]["instance"] == producer and d["meta"]["local"] is False,
-                timeout=3 * INTERVAL,
-            )
+            await _healed(c, sender=b, receiver=ws_a, watcher=ws_a, player=13)
     assert "bus (postgresql) lost" in a.log(), a.tail()
     assert a.log().count("bus (postgresql) reconnected after") == health["bus"]["reconnects"] == 1
     assert len(copies_a) == 1, copies_a
@@ -510,6 +493,20 @@ async def test_postgres_producer_listener_outage_does_not_starve_the_cluster(
         )
     )
     assert gap < 3 * INTERVAL + 1, (gap, healths)
+
+
+async def _healed(c: Any, *, sender: Instance, receiver: Any, watcher: Any, player: int) -> None:
+    """After an outage: a ban through ``sender`` reaches ``receiver`` live, and one
+    producer's cluster snapshots (not local ones) reach ``watcher``."""
+    after = await sender.ban(player, sub=f"mod-{sender.name}")
+    live = await audit_for(receiver, after["id"], timeout=1.0)
+    assert live["data"] == after
+    producer = await c.settled()
+    await _stats_where(
+        watcher,
+        lambda d: d["meta"]["instance"] == producer and d["meta"]["local"] is False,
+        timeout=3 * INTERVAL,
+    )
 
 
 async def _bus_status(instance: Instance, status: str) -> bool:

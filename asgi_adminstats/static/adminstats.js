@@ -419,13 +419,7 @@ export class AdminStatsClient {
       this._open();
       return;
     }
-    let request;
-    try {
-      request = Promise.resolve(this._getToken());
-    } catch (err) {
-      request = Promise.reject(err);
-    }
-    request.then(
+    this._requestToken().then(
       (token) => {
         if (this._closed || gen !== this._gen) return;
         if (!token) {
@@ -537,6 +531,15 @@ export class AdminStatsClient {
       this._start(false);
     }, delay);
     this._setState(STATES.RECONNECTING, { code, reason, delay, attempt: this._failures });
+  }
+
+  // getToken() may throw, return a value, or return a promise: always a promise here.
+  _requestToken() {
+    try {
+      return Promise.resolve(this._getToken());
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   _fail(info) {
@@ -706,13 +709,7 @@ export class AdminStatsClient {
       return;
     }
     const socket = this._socket;
-    let request;
-    try {
-      request = Promise.resolve(this._getToken());
-    } catch (err) {
-      request = Promise.reject(err);
-    }
-    request.then(
+    this._requestToken().then(
       (token) => {
         if (this._closed) return;
         if (!token) {
