@@ -13,20 +13,21 @@ from typing import Any
 
 from broadcaster import Broadcast
 from databases import Database
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ._routing import route_bare_paths, route_path
 from .audit import AuditLog
 from .audit_feed import AuditFeed
-from .auth import Identity, TokenVerifier
+from .auth import AuthError, Identity, TokenVerifier
 from .backends import BusStatus, create_broadcast, engine_of, masked_url
 from .bus import Bus
 from .cluster import Presence, Producer
 from .guard import AttemptLimiter, OriginGuard, client_ip
 from .hub import Hub
 from .leader import create_lease
+from .metrics import CONTENT_TYPE, Metrics, State
 from .outbox import Close
 from .protocol import CloseCode
 from .schema import audit_trigger_installed, install_audit_trigger
@@ -60,6 +61,9 @@ _CLIENT_FILES = {
 }
 
 
+_PROTECTED = ("/health", "/metrics")
+
+
 class NotStartedError(RuntimeError):
     """An operation that needs a started component ran before ``startup()``."""
 
@@ -88,7 +92,12 @@ class AdminStats:
         self.settings = settings
         self._owns_database = database is None
         self.database = database if database is not None else Database(settings.database_url)
-        self.hub = Hub()
+        self.metrics = Metrics()
+        fanout = self.metrics.fanout_seconds
+        self.hub = Hub(
+            slice_size=settings.fanout_slice,
+            observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
+        )
         self.audit = AuditLog(self.database, settings.queries)
         self.feed = AuditFeed(self.audit, self.hub)
         self._verifier = TokenVerifier(settings)
@@ -135,6 +144,7 @@ class AdminStats:
         self._bus.on("stats", self.hub.publish_stats)
         self._bus.on("audit", self.feed.on_bus)
         self._bus.on("presence", presence.on_report)
+        self.metrics.watch(self._metric_state)
         self._trigger_pushes = False
         self._tick_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -233,7 +243,8 @@ class AdminStats:
 
     async def tick(self) -> None:
         """One stats tick: produce and publish if this instance is the producer."""
-        await self.producer.tick()
+        with self.metrics.tick_seconds.time():
+            await self.producer.tick()
 
     async def _tick_forever(self) -> None:
         interval = self.settings.stats_interval
@@ -315,6 +326,18 @@ class AdminStats:
             "statsQueries": sum(c.queries for c in self._db_collectors),
         }
 
+    def _metric_state(self) -> State:
+        return State(
+            connections=len(self.hub),
+            sockets=self.hub.sockets,
+            bus_up=self.bus_status.up,
+            bus_reconnects=self.bus_status.reconnects,
+            leading=self.producer.leading,
+            producer_changes=self.producer.changes,
+            snapshots=self.producer.ticks,
+            collector_failures=self.producer.collector_failures,
+        )
+
     # --- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -333,6 +356,7 @@ class AdminStats:
             await _deny(websocket, 404, "not found")
         elif not self.started:
             logger.error(_NOT_STARTED)
+            self.metrics.tally.attempts["rejected", "not_started"] += 1
             await _deny(websocket, 503, "adminstats is not started (see the server log)")
         else:
             await self._serve_websocket(websocket, scope)
@@ -341,11 +365,13 @@ class AdminStats:
         ip = client_ip(scope, self._trusted)
         if not self._origins.allows(scope):
             connections.info("connection rejected: reason=origin client=%s code=403", ip)
+            self.metrics.tally.attempts["rejected", "origin"] += 1
             await _deny(websocket, 403, "forbidden origin")
             return
         wait = self._attempts.attempt(ip)
         if wait is not None:
             connections.info("connection rejected: reason=rate client=%s code=429", ip)
+            self.metrics.tally.attempts["rejected", "rate"] += 1
             await _deny(
                 websocket, 429, "too many connection attempts", headers={"Retry-After": str(wait)}
             )
@@ -356,21 +382,22 @@ class AdminStats:
             verifier=self._verifier,
             hub=self.hub,
             client_ip=ip,
+            tally=self.metrics.tally,
             replay=self.audit.since,
         ).run()
 
     async def _serve_http(
         self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        response: PlainTextResponse | JSONResponse | FileResponse
+        response: Response
         if at_root:
             response = PlainTextResponse(
                 "426 Upgrade Required: connect with a WebSocket",
                 status_code=426,
                 headers={"Upgrade": "websocket"},
             )
-        elif path == "/health" and self.settings.health_endpoint:
-            response = JSONResponse(self.health(), headers={"Cache-Control": "no-store"})
+        elif path in _PROTECTED and self._endpoint_on(path):
+            response = await self._protected(scope, path)
         elif path in _CLIENT_FILES:
             # The browser client and the React hook, next to the endpoint they talk to.
             response = FileResponse(
@@ -381,6 +408,39 @@ class AdminStats:
         else:
             response = PlainTextResponse("Not Found", status_code=404)
         await response(scope, receive, send)
+
+    def _endpoint_on(self, path: str) -> bool:
+        if path == "/health":
+            return self.settings.health_endpoint
+        return self.settings.metrics_endpoint
+
+    async def _protected(self, scope: Scope, path: str) -> Response:
+        """``/health`` or ``/metrics``, behind the admin token when ``protect_endpoints``."""
+        if self.settings.protect_endpoints:
+            denied = await self._check_admin(scope)
+            if denied is not None:
+                return denied
+        headers = {"Cache-Control": "no-store"}
+        if path == "/health":
+            return JSONResponse(self.health(), headers=headers)
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE, headers=headers)
+
+    async def _check_admin(self, scope: Scope) -> Response | None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="adminstats"', "Cache-Control": "no-store"}
+        token = None
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and credentials.strip():
+                    token = credentials.strip()
+        if token is None:
+            return PlainTextResponse("401 Unauthorized: missing token", 401, headers=challenge)
+        try:
+            await self._verifier.verify(token)
+        except AuthError as exc:
+            status = 403 if exc.code == CloseCode.FORBIDDEN else 401
+            return PlainTextResponse(f"{status} {exc.reason}", status, headers=challenge)
+        return None
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         """Lifespan when this app is the server's top-level app."""

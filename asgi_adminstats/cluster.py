@@ -73,6 +73,7 @@ class Producer:
         self._presence = presence
         self.leading = False
         self.ticks = 0
+        self.changes = 0  # became or stopped being the producer (for the metrics)
 
     async def tick(self) -> None:
         local = len(self._hub)
@@ -91,9 +92,14 @@ class Producer:
             data = await self._snapshot(self._presence.total(local), scope_local=False)
             await self._deliver(data, publish=True)
 
+    @property
+    def collector_failures(self) -> dict[str, int]:
+        return dict(self._engine.failures)
+
     def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:
             self.leading = leading
+            self.changes += 1
             logger.info(
                 "this instance %s the stats producer", "is now" if leading else "is no longer"
             )

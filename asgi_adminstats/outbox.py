@@ -64,17 +64,18 @@ class Outbox:
             self._close = close
         self._ready.set()
 
-    async def get(self) -> str | Close:
-        """The next frame to write, or the close to perform."""
+    async def get(self) -> tuple[str, str] | Close:
+        """The next frame to write with its lane (``control``, ``audit_action`` or
+        ``stats``), or the close to perform."""
         while True:
             if self._close is not None:
                 return self._close
             if self._control:
-                return self._control.popleft()
+                return "control", self._control.popleft()
             if self._notifications:
-                return self._notifications.popleft()
+                return "audit_action", self._notifications.popleft()
             if self._stats is not None:
                 text, self._stats = self._stats, None
-                return text
+                return "stats", text
             self._ready.clear()
             await self._ready.wait()

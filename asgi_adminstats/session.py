@@ -21,6 +21,7 @@ from .auth import AuthError, Identity, TokenVerifier, offered_token
 from .auth.errors import EXPIRED
 from .guard import TokenBucket
 from .hub import Hub
+from .metrics import Tally
 from .outbox import Close, Outbox
 from .protocol import CloseCode, ProtocolError
 from .settings import Settings
@@ -47,9 +48,11 @@ class Session:
         verifier: TokenVerifier,
         hub: Hub,
         client_ip: str,
+        tally: Tally,
         replay: Replay | None = None,
     ) -> None:
         self._ws = websocket
+        self._tally = tally
         self._settings = settings
         self._verifier = verifier
         self._hub = hub
@@ -93,6 +96,7 @@ class Session:
             outcome = await self._authenticate_first_message()
         if outcome is None:
             connections.info("connection abandoned: client=%s left before authenticating", self._ip)
+            self._tally.attempts["abandoned", "-"] += 1
             return
         if isinstance(outcome, tuple):
             await self._reject(*outcome)
@@ -106,7 +110,11 @@ class Session:
 
     async def _serve_authenticated(self, source: str) -> None:
         started = time.monotonic()
-        await self._ws.send_text(protocol.encode(self._connected_message()))
+        connected = protocol.encode(self._connected_message())
+        await self._ws.send_text(connected)
+        self._tally.attempts["accepted", "-"] += 1
+        self._tally.sent["control"] += 1
+        self._tally.sent_bytes["control"] += len(connected.encode())
         self._hub.add(self)
         connections.info(
             "connection accepted: sub=%s client=%s connection=%s token_via=%s",
@@ -138,6 +146,7 @@ class Session:
             self._ip,
             close.code,
         )
+        self._tally.attempts["rejected", category] += 1
         await self._close(close)
 
     async def _verify(self, token: str) -> Identity | tuple[Close, str]:
@@ -207,6 +216,7 @@ class Session:
         return Close.of(CloseCode.INTERNAL_ERROR)
 
     async def _close(self, close: Close) -> None:
+        self._tally.closes[close.code] += 1
         # Bounded: uvicorn's send waits for the socket to drain, and a client that stopped
         # reading never lets it; give up and let the server drop the transport.
         try:
@@ -219,11 +229,16 @@ class Session:
             pass  # the client is already gone: nothing left to tell it
 
     async def _write(self) -> Close:
+        sent, sent_bytes = self._tally.sent, self._tally.sent_bytes
         while True:
             item = await self.outbox.get()
             if isinstance(item, Close):
                 return item
-            await self._ws.send_text(item)
+            lane, text = item
+            await self._ws.send_text(text)
+            sent[lane] += 1
+            # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
+            sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
 
     async def _heartbeat(self) -> Close:
         while True:

@@ -104,6 +104,13 @@ class Settings:
     bus_backoff_max: float = 10.0
     audit_table: str = "audit_log"
     health_endpoint: bool = True
+    metrics_endpoint: bool = True  # <mount>/metrics for Prometheus
+    # Require an admin token (Authorization: Bearer) on /health and /metrics, checked
+    # like the WebSocket's; off by default for load balancers and scrapers on a private net.
+    protect_endpoints: bool = False
+    # Sessions handed a message per event-loop turn: a 5000-client fan-out yields between
+    # slices so a handshake or an audit push is not held up for the whole of it.
+    fanout_slice: int = 64
     queries: Queries = field(default_factory=Queries)
 
     def __post_init__(self) -> None:
@@ -284,6 +291,7 @@ _AT_LEAST_ONE = (
     "max_connections",
     "max_connections_per_subject",
     "message_burst",
+    "fanout_slice",
 )
 _NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -12,7 +12,11 @@ async def test_latest_snapshot_replaces_an_unsent_one() -> None:
     box.put_stats("s2")
     box.put_notification("n1")
     box.put_control("c1")
-    assert [await box.get() for _ in range(3)] == ["c1", "n1", "s2"]
+    assert [await box.get() for _ in range(3)] == [
+        ("control", "c1"),
+        ("audit_action", "n1"),
+        ("stats", "s2"),
+    ]
 
 
 async def test_notification_overflow_closes_slow_consumer() -> None:
@@ -35,4 +39,4 @@ async def test_dropped_stats_are_not_sent() -> None:
     box.put_stats("s1")
     box.drop_stats()
     box.put_control("c")
-    assert await box.get() == "c"
+    assert await box.get() == ("control", "c")

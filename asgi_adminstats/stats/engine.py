@@ -45,6 +45,7 @@ class StatsEngine:
         self._timeout = timeout
         self._last: dict[str, Mapping[str, Any]] = {}
         self._failing: set[str] = set()
+        self.failures: dict[str, int] = dict.fromkeys(names, 0)  # for the metrics
 
     async def snapshot(
         self, *, connections: int, meta: Mapping[str, Any] | None = None
@@ -104,6 +105,7 @@ class StatsEngine:
         return previous, source, previous is not None
 
     def _log_failure(self, name: str, reason: str, exc: BaseException | None) -> None:
+        self.failures[name] += 1
         # Once per outage with the traceback, then quietly: a dead source must not flood logs.
         if name in self._failing:
             logger.debug("collector %r still failing: %s", name, reason)

@@ -1,0 +1,127 @@
+"""The hub's fan-out: one text to every subscribed outbox, in slices, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgi_adminstats.hub import Hub
+from asgi_adminstats.outbox import Close, Outbox
+
+
+class Member:
+    def __init__(
+        self, sub: str = "alice", subscriptions: tuple[str, ...] = ("stats", "notifications")
+    ) -> None:
+        self.subscriptions = set(subscriptions)
+        self.outbox = Outbox(notification_limit=10)
+        self.sub = sub
+
+
+async def drain(member: Member) -> list[tuple[str, str]]:
+    """What the member's writer would send now (without waiting for more)."""
+    frames: list[tuple[str, str]] = []
+    while True:
+        try:
+            item = await asyncio.wait_for(member.outbox.get(), 0.01)
+        except TimeoutError:
+            return frames
+        assert not isinstance(item, Close)
+        frames.append(item)
+
+
+def members(hub: Hub, n: int) -> list[Member]:
+    made = [Member(sub=f"u{i}") for i in range(n)]
+    for member in made:
+        hub.add(member)
+    return made
+
+
+async def test_a_small_fanout_is_delivered_at_once() -> None:
+    seen: list[str] = []
+    hub = Hub(slice_size=4, observe=lambda channel, _: seen.append(channel))
+    group = members(hub, 4)
+    hub.publish_stats("s1")
+    assert all(m.outbox._stats == "s1" for m in group)
+    assert seen == ["stats"]
+
+
+async def test_a_large_fanout_yields_to_the_loop_between_slices() -> None:
+    hub = Hub(slice_size=3)
+    group = members(hub, 10)
+    hub.publish_stats("s1")
+    assert not any(m.outbox._stats for m in group), "nothing is handed over synchronously"
+    progress: list[int] = []
+    for _ in range(4):  # what another callback (a handshake, say) sees between turns
+        await asyncio.sleep(0)
+        progress.append(sum(m.outbox._stats == "s1" for m in group))
+    assert progress[0] == 3 and progress[1] == 6, progress
+    await hub.idle()
+    assert all(m.outbox._stats == "s1" for m in group)
+
+
+async def test_order_is_kept_across_fanouts() -> None:
+    hub = Hub(slice_size=2)
+    group = members(hub, 7)
+    for i in range(5):
+        hub.publish_notification(f"n{i}")
+    await hub.idle()
+    for member in group:
+        assert [text for _, text in await drain(member)] == [f"n{i}" for i in range(5)]
+
+
+async def test_only_the_newest_waiting_snapshot_goes_out() -> None:
+    observed: list[str] = []
+    hub = Hub(slice_size=2, observe=lambda channel, _: observed.append(channel))
+    group = members(hub, 5)
+    hub.publish_notification("n0")
+    for i in range(4):
+        hub.publish_stats(f"s{i}")
+    hub.publish_notification("n1")
+    await hub.idle()
+    # s0..s2 were still queued behind n0 when s3 arrived: one stats fan-out in all.
+    assert observed == ["notifications", "stats", "notifications"]
+    assert hub.latest_stats == "s3"
+    for member in group:
+        assert await drain(member) == [
+            ("audit_action", "n0"),
+            ("audit_action", "n1"),
+            ("stats", "s3"),
+        ]
+
+
+async def test_subscriptions_are_respected() -> None:
+    hub = Hub(slice_size=1)
+    stats_only = Member(subscriptions=("stats",))
+    feed_only = Member(subscriptions=("notifications",))
+    for member in (stats_only, feed_only):
+        hub.add(member)
+    hub.publish_stats("s")
+    hub.publish_notification("n")
+    await hub.idle()
+    assert await drain(stats_only) == [("stats", "s")]
+    assert await drain(feed_only) == [("audit_action", "n")]
+
+
+async def test_close_all_drops_a_fanout_in_progress() -> None:
+    hub = Hub(slice_size=2)
+    group = members(hub, 6)
+    hub.publish_stats("s")
+    hub.publish_notification("n")
+    hub.close_all(Close(1001, "going away"))
+    await asyncio.sleep(0)
+    for member in group:
+        assert await member.outbox.get() == Close(1001, "going away")
+    await hub.idle()
+    assert hub.latest_stats == "s"
+
+
+async def test_members_leaving_mid_fanout_are_harmless() -> None:
+    hub = Hub(slice_size=2)
+    group = members(hub, 6)
+    hub.publish_stats("s")
+    await asyncio.sleep(0)
+    for member in group:
+        hub.discard(member)
+    assert len(hub) == 0
+    await hub.idle()
+    assert hub.count_subject("u0") == 0
