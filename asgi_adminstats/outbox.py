@@ -3,17 +3,21 @@
 Three lanes, drained in this order: control replies (pong, subscribed, error, ping),
 notifications (a bounded FIFO), and the stats snapshot (one slot: the newest replaces
 an older one that was never sent). Overflow asks for close 4008.
+
+With nothing queued, a frame is first offered to ``express`` (the session writes it at
+once if its writer is idle): most frames to idle clients never wait in a lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .protocol import CloseCode
 
-__all__ = ["Close", "Outbox"]
+__all__ = ["Close", "Express", "Outbox"]
 
 _CONTROL_LIMIT = 32
 
@@ -28,16 +32,33 @@ class Close:
         return cls(int(code), reason or code.reason)
 
 
+#: ``express(lane, text)``: True if the frame was taken (written) without queueing.
+Express = Callable[[str, str], bool]
+
+
 class Outbox:
-    def __init__(self, notification_limit: int) -> None:
+    def __init__(self, notification_limit: int, express: Express | None = None) -> None:
         self._control: deque[str] = deque()
         self._notifications: deque[str] = deque()
         self._notification_limit = notification_limit
         self._stats: str | None = None
         self._close: Close | None = None
         self._ready = asyncio.Event()
+        self._express = express
+
+    def _taken(self, lane: str, text: str) -> bool:
+        return (
+            self._express is not None
+            and self._close is None
+            and not self._control
+            and not self._notifications
+            and self._stats is None
+            and self._express(lane, text)
+        )
 
     def put_control(self, text: str) -> None:
+        if self._taken("control", text):
+            return
         if len(self._control) >= _CONTROL_LIMIT:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
@@ -45,6 +66,8 @@ class Outbox:
         self._ready.set()
 
     def put_notification(self, text: str) -> None:
+        if self._taken("audit_action", text):
+            return
         if len(self._notifications) >= self._notification_limit:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
@@ -52,6 +75,8 @@ class Outbox:
         self._ready.set()
 
     def put_stats(self, text: str) -> None:
+        if self._taken("stats", text):
+            return
         self._stats = text
         self._ready.set()
 

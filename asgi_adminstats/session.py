@@ -17,6 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import protocol
+from ._eager import start_eagerly
 from .auth import AuthError, Identity, TokenVerifier, offered_token
 from .auth.errors import EXPIRED
 from .guard import TokenBucket
@@ -61,7 +62,9 @@ class Session:
         self.id = uuid.uuid4().hex[:16]
         self.identity: Identity | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
-        self.outbox = Outbox(settings.notification_queue)
+        self.outbox = Outbox(settings.notification_queue, express=self._write_now)
+        self._parked = False  # the writer waits for the outbox: a frame may go out at once
+        self._pending: asyncio.Task[None] | None = None  # a direct write waiting for room
         self._pong = asyncio.Event()
         self._refreshed = asyncio.Event()
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
@@ -203,6 +206,8 @@ class Session:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if self._pending is not None:
+                tasks.append(self._pending)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -229,16 +234,59 @@ class Session:
             pass  # the client is already gone: nothing left to tell it
 
     async def _write(self) -> Close:
-        sent, sent_bytes = self._tally.sent, self._tally.sent_bytes
-        while True:
-            item = await self.outbox.get()
-            if isinstance(item, Close):
-                return item
-            lane, text = item
-            await self._ws.send_text(text)
-            sent[lane] += 1
-            # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
-            sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
+        """Drain what could not go out at once (see ``_write_now``), in order."""
+        try:
+            while True:
+                self._parked = True
+                item = await self.outbox.get()
+                self._parked = False
+                if self._pending is not None:
+                    # An earlier direct write still waits for room (its failure, if any,
+                    # is handled by _direct_write_done).
+                    await asyncio.wait([self._pending])
+                if isinstance(item, Close):
+                    return item
+                lane, text = item
+                await self._ws.send_text(text)
+                self._count(lane, text)
+        finally:
+            self._parked = False
+
+    def _write_now(self, lane: str, text: str) -> bool:
+        """The outbox's express lane: write now if the writer is idle (True: taken).
+
+        The send runs in the caller (the hub's fan-out, the reader) until it would wait;
+        only then does it get a task, and frames queue behind it until it is done.
+        """
+        if not self._parked or self._pending is not None:
+            return False
+        try:
+            pending = start_eagerly(self._ws.send_text(text))
+        except _GONE:
+            return True  # the client left: the reader sees it and ends the session
+        except Exception as exc:  # never let one session break a fan-out to the others
+            self._write_failed(exc)
+            return True
+        self._count(lane, text)
+        if pending is not None:
+            self._pending = pending
+            pending.add_done_callback(self._direct_write_done)
+        return True
+
+    def _direct_write_done(self, task: asyncio.Task[None]) -> None:
+        self._pending = None
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, _GONE):
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        logger.error("session %s: a write failed", self.id, exc_info=exc)
+        self.outbox.close(Close.of(CloseCode.INTERNAL_ERROR))
+
+    def _count(self, lane: str, text: str) -> None:
+        self._tally.sent[lane] += 1
+        # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
+        self._tally.sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
 
     async def _heartbeat(self) -> Close:
         while True:

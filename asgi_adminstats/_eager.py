@@ -1,0 +1,46 @@
+"""Run a coroutine at once, in the caller, until it first has to wait.
+
+A fan-out to thousands of idle sessions would otherwise wake one writer task per
+session per message; an ASGI ``send`` that has room in the socket buffer finishes
+without waiting, so it runs right here and only a send that must wait gets a task.
+This is Python 3.12's ``eager_task_factory`` for one coroutine, on 3.11 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+__all__ = ["start_eagerly"]
+
+
+def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Step ``coro`` now; ``None`` if it finished, else a task that finishes it.
+
+    An exception raised before the first wait propagates to the caller.
+    """
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_finish(coro, waiting))
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    try:
+        while True:
+            if waiting is None:  # a bare yield (asyncio.sleep(0)): one loop turn
+                await asyncio.sleep(0)
+            else:
+                # The coroutine yielded a future it awaits; once done, resuming it makes
+                # its own await return the result (or raise the exception) as usual.
+                waiting._asyncio_future_blocking = False  # what a Task does on taking it
+                await asyncio.wait([waiting])
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                return
+    except asyncio.CancelledError:
+        coro.close()
+        raise
