@@ -42,5 +42,14 @@ async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
             except StopIteration:
                 return
     except asyncio.CancelledError:
-        coro.close()
+        # As a Task does: cancel what it waits for and let it see the cancellation
+        # (closing it instead leaves e.g. websockets' drain waiter pending).
+        if isinstance(waiting, asyncio.Future):
+            waiting.cancel()
+        try:
+            coro.throw(asyncio.CancelledError())
+        except (StopIteration, asyncio.CancelledError):
+            pass
+        else:
+            coro.close()  # it went on waiting despite the cancellation: give up on it
         raise

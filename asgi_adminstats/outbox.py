@@ -44,6 +44,7 @@ class Outbox:
         self._stats: str | None = None
         self._close: Close | None = None
         self._ready = asyncio.Event()
+        self._closing = asyncio.Event()
         self._express = express
 
     def _taken(self, lane: str, text: str) -> bool:
@@ -88,6 +89,13 @@ class Outbox:
         if self._close is None:
             self._close = close
         self._ready.set()
+        self._closing.set()
+
+    async def requested(self) -> Close:
+        """The close asked for, when it is: a writer stuck in a send must not delay it."""
+        await self._closing.wait()
+        assert self._close is not None
+        return self._close
 
     async def get(self) -> tuple[str, str] | Close:
         """The next frame to write with its lane (``control``, ``audit_action`` or

@@ -201,6 +201,7 @@ class Session:
             self._write(),
             self._heartbeat(),
             self._expiry(),
+            self.outbox.requested(),
         )
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
@@ -224,14 +225,14 @@ class Session:
         self._tally.closes[close.code] += 1
         # Bounded: uvicorn's send waits for the socket to drain, and a client that stopped
         # reading never lets it; give up and let the server drop the transport.
-        try:
-            await asyncio.wait_for(
-                self._ws.close(close.code, close.reason), self._settings.heartbeat_timeout
-            )
-        except TimeoutError:
+        # Not wait_for: a server whose close() swallows cancellation (uvicorn's legacy
+        # websockets) would hold us past the bound; a cancelled close is left to end.
+        closing = asyncio.create_task(self._ws.close(close.code, close.reason))
+        closing.add_done_callback(_consume)
+        done, _ = await asyncio.wait([closing], timeout=self._settings.heartbeat_timeout)
+        if not done:
+            closing.cancel()
             logger.info("connection %s: close frame not taken by the client", self.id)
-        except (*_GONE, RuntimeError):
-            pass  # the client is already gone: nothing left to tell it
 
     async def _write(self) -> Close:
         """Drain what could not go out at once (see ``_write_now``), in order."""
@@ -420,6 +421,13 @@ class Session:
         self.identity = outcome
         self._refreshed.set()
         return None
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    # A close to a client that already left fails (OSError, a disconnect, or Starlette's
+    # RuntimeError): nothing is left to tell it, and nothing to report.
+    if not task.cancelled():
+        task.exception()
 
 
 def _too_big(text: str, limit: int) -> bool:

@@ -113,3 +113,25 @@ async def test_cancelling_the_task_closes_the_coroutine() -> None:
         await task
     assert cleaned == [True]
     assert not gate._waiters  # the Event forgot the abandoned waiter
+
+
+async def test_cancelling_cancels_the_awaited_future_as_a_task_would() -> None:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    seen: list[str] = []
+
+    async def work() -> None:
+        try:
+            await future
+        except asyncio.CancelledError:
+            seen.append("cancelled inside")
+            raise
+
+    task = start_eagerly(work())
+    assert task is not None
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert future.cancelled()
+    assert seen == ["cancelled inside"]

@@ -40,3 +40,15 @@ async def test_dropped_stats_are_not_sent() -> None:
     box.drop_stats()
     box.put_control("c")
     assert await box.get() == ("control", "c")
+
+
+async def test_a_close_request_is_heard_without_the_writer() -> None:
+    import asyncio
+
+    box = Outbox(notification_limit=1)
+    waiter = asyncio.create_task(box.requested())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    box.put_notification("n1")
+    box.put_notification("n2")  # overflow
+    assert await asyncio.wait_for(waiter, 1) == Close(4008, "slow consumer")

@@ -125,3 +125,17 @@ async def test_a_client_gone_mid_write_is_not_an_error(tmp_path: Path) -> None:
     await asyncio.sleep(0.01)
     assert not writer.done(), "the reader, not the writer, ends a session whose client left"
     writer.cancel()
+
+
+async def test_a_close_request_ends_a_session_whose_write_is_stuck(tmp_path: Path) -> None:
+    s, ws, _ = session(tmp_path)
+    writer = asyncio.create_task(s._write())
+    requested = asyncio.create_task(s.outbox.requested())
+    await asyncio.sleep(0)
+    ws.room.clear()
+    s.outbox.put_stats("s1")  # taken; its send never finds room
+    for i in range(s._settings.notification_queue + 1):
+        s.outbox.put_notification(f"n{i}")
+    assert await asyncio.wait_for(requested, 1) == Close(4008, "slow consumer")
+    assert not writer.done(), "the writer is still stuck: the session must not wait for it"
+    writer.cancel()
