@@ -37,14 +37,17 @@ Express = Callable[[str, str], bool]
 
 
 class Outbox:
+    """Lanes are created on first use and the writer waits on a bare future: an idle
+    session (most of them) holds no queue and no event (a deque each, ~0.6 KiB)."""
+
     def __init__(self, notification_limit: int, express: Express | None = None) -> None:
-        self._control: deque[str] = deque()
-        self._notifications: deque[str] = deque()
+        self._control: deque[str] | None = None
+        self._notifications: deque[str] | None = None
         self._notification_limit = notification_limit
         self._stats: str | None = None
         self._close: Close | None = None
-        self._ready = asyncio.Event()
-        self._closing = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[Close] | None = None
         self._express = express
 
     def _taken(self, lane: str, text: str) -> bool:
@@ -57,29 +60,37 @@ class Outbox:
             and self._express(lane, text)
         )
 
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     def put_control(self, text: str) -> None:
         if self._taken("control", text):
             return
+        if self._control is None:
+            self._control = deque()
         if len(self._control) >= _CONTROL_LIMIT:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
         self._control.append(text)
-        self._ready.set()
+        self._wake()
 
     def put_notification(self, text: str) -> None:
         if self._taken("audit_action", text):
             return
+        if self._notifications is None:
+            self._notifications = deque()
         if len(self._notifications) >= self._notification_limit:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
         self._notifications.append(text)
-        self._ready.set()
+        self._wake()
 
     def put_stats(self, text: str) -> None:
         if self._taken("stats", text):
             return
         self._stats = text
-        self._ready.set()
+        self._wake()
 
     def drop_stats(self) -> None:
         self._stats = None
@@ -88,14 +99,21 @@ class Outbox:
         """Ask the writer to close; the first request wins."""
         if self._close is None:
             self._close = close
-        self._ready.set()
-        self._closing.set()
+        self._wake()
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(self._close)
+
+    def closing(self) -> asyncio.Future[Close]:
+        """Done with the close once one is asked for: a writer stuck in a send must not
+        delay it (the session waits on this beside its reader and writer)."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+            if self._close is not None:
+                self._closing.set_result(self._close)
+        return self._closing
 
     async def requested(self) -> Close:
-        """The close asked for, when it is: a writer stuck in a send must not delay it."""
-        await self._closing.wait()
-        assert self._close is not None
-        return self._close
+        return await self.closing()
 
     async def get(self) -> tuple[str, str] | Close:
         """The next frame to write with its lane (``control``, ``audit_action`` or
@@ -110,5 +128,8 @@ class Outbox:
             if self._stats is not None:
                 text, self._stats = self._stats, None
                 return "stats", text
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import protocol
 from ._eager import start_eagerly
 from .auth import AuthError, Identity, TokenVerifier, offered_token
 from .auth.errors import EXPIRED
+from .deadlines import Expiry, Heartbeat
 from .guard import TokenBucket
 from .hub import Hub
 from .metrics import Tally
@@ -65,8 +66,17 @@ class Session:
         self.outbox = Outbox(settings.notification_queue, express=self._write_now)
         self._parked = False  # the writer waits for the outbox: a frame may go out at once
         self._pending: asyncio.Task[None] | None = None  # a direct write waiting for room
-        self._pong = asyncio.Event()
-        self._refreshed = asyncio.Event()
+        self._heartbeat = Heartbeat(
+            settings.heartbeat_interval,
+            settings.heartbeat_timeout,
+            ping=lambda: self.outbox.put_control(protocol.encode(protocol.server_message("ping"))),
+            on_timeout=lambda: self.outbox.close(Close.of(CloseCode.TIMEOUT, "timeout: no pong")),
+        )
+        self._expiry = Expiry(
+            settings.token_refresh_margin,
+            warn=self._warn_expiring,
+            expire=lambda: self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, EXPIRED)),
+        )
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
         self.client_close_code: int | None = None
 
@@ -196,23 +206,31 @@ class Session:
             return Close.of(CloseCode.TIMEOUT, "timeout: no auth message"), "auth_timeout"
 
     async def _serve(self) -> Close | None:
-        jobs: tuple[Coroutine[Any, Any, Close | None], ...] = (
-            self._read(),
-            self._write(),
-            self._heartbeat(),
-            self._expiry(),
-            self.outbox.requested(),
-        )
-        tasks = [asyncio.create_task(job) for job in jobs]
+        """Read and write until either ends or a close is asked for (by the heartbeat,
+        the token's expiry, an overflowing outbox or shutdown)."""
+        assert self.identity is not None
+        tasks: list[asyncio.Task[Close | None]] = [
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._write()),
+        ]
+        closing = self.outbox.closing()
+        self._heartbeat.start()
+        self._expiry.set(self.identity.exp)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            watched: list[asyncio.Future[Any]] = [*tasks, closing]
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._heartbeat.stop()
+            self._expiry.stop()
+            pending: list[asyncio.Future[Any]] = [*tasks]
             if self._pending is not None:
-                tasks.append(self._pending)
-            for task in tasks:
+                pending.append(self._pending)
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        task = done.pop()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if closing in done:
+            return closing.result()
+        task = tasks[0] if tasks[0] in done else tasks[1]
         exc = task.exception()
         if exc is None:
             return task.result()
@@ -289,46 +307,10 @@ class Session:
         # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
         self._tally.sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
 
-    async def _heartbeat(self) -> Close:
-        while True:
-            await asyncio.sleep(self._settings.heartbeat_interval)
-            self._pong.clear()
-            self.outbox.put_control(protocol.encode(protocol.server_message("ping")))
-            try:
-                await asyncio.wait_for(self._pong.wait(), self._settings.heartbeat_timeout)
-            except TimeoutError:
-                return Close.of(CloseCode.TIMEOUT, "timeout: no pong")
-
-    async def _expiry(self) -> Close | None:
-        """``token_expiring`` a margin before ``exp``; close 4401 at ``exp`` unless the
-        client sent a new token for the same subject meanwhile."""
-        while True:
-            assert self.identity is not None
-            exp = self.identity.exp
-            if exp is None:
-                await asyncio.Event().wait()  # introspected tokens may carry no exp
-                return None
-            self._refreshed.clear()
-            warn_in = exp - self._settings.token_refresh_margin - time.time()
-            if await self._refreshed_within(warn_in):
-                continue
-            self.outbox.put_control(
-                protocol.encode(
-                    protocol.server_message(
-                        "token_expiring",
-                        expiresAt=protocol.utc_timestamp(datetime.fromtimestamp(exp, UTC)),
-                    )
-                )
-            )
-            if not await self._refreshed_within(exp - time.time()):
-                return Close.of(CloseCode.UNAUTHORIZED, EXPIRED)
-
-    async def _refreshed_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._refreshed.wait(), max(0.0, seconds))
-        except TimeoutError:
-            return False
-        return True
+    def _warn_expiring(self, exp: float) -> None:
+        expires_at = protocol.utc_timestamp(datetime.fromtimestamp(exp, UTC))
+        message = protocol.server_message("token_expiring", expiresAt=expires_at)
+        self.outbox.put_control(protocol.encode(message))
 
     async def _read(self) -> Close | None:
         limit = self._settings.max_message_bytes
@@ -364,7 +346,7 @@ class Session:
             case protocol.Ping():
                 self.outbox.put_control(protocol.encode(protocol.server_message("pong")))
             case protocol.Pong():
-                self._pong.set()
+                self._heartbeat.pong()
             case protocol.Subscribe(subscriptions=names, since=since):
                 self.subscriptions.update(names)
                 self._confirm_subscriptions()
@@ -419,7 +401,7 @@ class Session:
             )
             return Close.of(CloseCode.UNAUTHORIZED, "unauthorized: token for another subject")
         self.identity = outcome
-        self._refreshed.set()
+        self._expiry.set(outcome.exp)
         return None
 
 
