@@ -55,27 +55,27 @@ async def test_stop_cancels_everything() -> None:
 async def test_expiry_warns_then_expires() -> None:
     events: list[tuple[str, float]] = []
     expiry = Expiry(
-        0.05,
+        0.2,
         warn=lambda exp: events.append(("warn", exp)),
         expire=lambda: events.append(("expire", time.time())),
     )
-    exp = time.time() + 0.1
+    exp = time.time() + 0.3
     expiry.set(exp)
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(0.2)
     assert events == [("warn", exp)]
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.2)
     assert [name for name, _ in events] == ["warn", "expire"]
     assert events[1][1] >= exp
 
 
 async def test_a_refreshed_exp_replaces_both_timers() -> None:
     events: list[str] = []
-    expiry = Expiry(0.05, warn=lambda _: events.append("warn"), expire=lambda: events.append("x"))
-    expiry.set(time.time() + 0.06)
-    await asyncio.sleep(0.03)
+    expiry = Expiry(0.2, warn=lambda _: events.append("warn"), expire=lambda: events.append("x"))
+    expiry.set(time.time() + 0.25)
+    await asyncio.sleep(0.12)
     assert events == ["warn"]
-    expiry.set(time.time() + 0.5)  # the client sent a fresh token
-    await asyncio.sleep(0.1)
+    expiry.set(time.time() + 1.0)  # the client sent a fresh token
+    await asyncio.sleep(0.3)
     assert events == ["warn"], "the old expiry must not fire"
     expiry.stop()
 
