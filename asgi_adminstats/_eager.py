@@ -9,22 +9,27 @@ This is Python 3.12's ``eager_task_factory`` for one coroutine, on 3.11 too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 __all__ = ["start_eagerly"]
 
 
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-    """Step ``coro`` now; ``None`` if it finished, else a task that finishes it.
+def start_eagerly(awaitable: Awaitable[None]) -> asyncio.Task[None] | None:
+    """Step ``awaitable`` now; ``None`` if it finished, else a task that finishes it.
 
     An exception raised before the first wait propagates to the caller.
     """
+    coro = awaitable if isinstance(awaitable, Coroutine) else _wrap(awaitable)
     try:
         waiting = coro.send(None)
     except StopIteration:
         return None
     return asyncio.get_running_loop().create_task(_finish(coro, waiting))
+
+
+async def _wrap(awaitable: Awaitable[None]) -> None:
+    await awaitable  # an ASGI send may be any awaitable, not only a coroutine
 
 
 async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:

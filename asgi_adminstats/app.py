@@ -359,9 +359,9 @@ class AdminStats:
             self.metrics.tally.attempts["rejected", "not_started"] += 1
             await _deny(websocket, 503, "adminstats is not started (see the server log)")
         else:
-            await self._serve_websocket(websocket, scope)
+            await self._serve_websocket(websocket, scope, send)
 
-    async def _serve_websocket(self, websocket: WebSocket, scope: Scope) -> None:
+    async def _serve_websocket(self, websocket: WebSocket, scope: Scope, send: Send) -> None:
         ip = client_ip(scope, self._trusted)
         if not self._origins.allows(scope):
             connections.info("connection rejected: reason=origin client=%s code=403", ip)
@@ -384,6 +384,7 @@ class AdminStats:
             client_ip=ip,
             tally=self.metrics.tally,
             replay=self.audit.since,
+            send=send,
         ).run()
 
     async def _serve_http(

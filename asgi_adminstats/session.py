@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import protocol
@@ -52,8 +53,12 @@ class Session:
         client_ip: str,
         tally: Tally,
         replay: Replay | None = None,
+        send: Send | None = None,
     ) -> None:
         self._ws = websocket
+        # Frames go to the server's own ``send`` (Starlette's state checks are for the
+        # handshake and the close, which still go through ``websocket``).
+        self._send = send if send is not None else websocket.send
         self._tally = tally
         self._settings = settings
         self._verifier = verifier
@@ -266,7 +271,7 @@ class Session:
                 if isinstance(item, Close):
                     return item
                 lane, text = item
-                await self._ws.send_text(text)
+                await self._send({"type": "websocket.send", "text": text})
                 self._count(lane, text)
         finally:
             self._parked = False
@@ -280,7 +285,7 @@ class Session:
         if not self._parked or self._pending is not None:
             return False
         try:
-            pending = start_eagerly(self._ws.send_text(text))
+            pending = start_eagerly(self._send({"type": "websocket.send", "text": text}))
         except _GONE:
             return True  # the client left: the reader sees it and ends the session
         except Exception as exc:  # never let one session break a fan-out to the others

@@ -135,3 +135,15 @@ async def test_cancelling_cancels_the_awaited_future_as_a_task_would() -> None:
         await task
     assert future.cancelled()
     assert seen == ["cancelled inside"]
+
+
+async def test_any_awaitable_is_accepted() -> None:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    done.set_result(None)
+    assert start_eagerly(done) is None
+    later: asyncio.Future[None] = loop.create_future()
+    task = start_eagerly(later)
+    assert task is not None and not task.done()
+    later.set_result(None)
+    await asyncio.wait_for(task, 1)

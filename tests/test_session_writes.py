@@ -27,11 +27,14 @@ class StandIn:
         self.room = asyncio.Event()
         self.room.set()
         self.sends = 0
+        self.error: Exception | None = None
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, message: dict[str, str]) -> None:
         self.sends += 1
+        if self.error is not None:
+            raise self.error
         await self.room.wait()
-        self.frames.append(text)
+        self.frames.append(message["text"])
 
 
 def session(tmp_path: Path) -> tuple[Session, StandIn, Tally]:
@@ -102,10 +105,7 @@ async def test_a_close_request_waits_for_nothing_queued(tmp_path: Path) -> None:
 async def test_a_failing_send_closes_only_its_session(tmp_path: Path) -> None:
     s, ws, _ = session(tmp_path)
 
-    async def broken(text: str) -> None:
-        raise RuntimeError("server bug")
-
-    ws.send_text = broken  # type: ignore[method-assign]
+    ws.error = RuntimeError("server bug")
     writer = asyncio.create_task(s._write())
     await asyncio.sleep(0)
     s.outbox.put_stats("s1")  # must not raise into the fan-out
@@ -115,10 +115,7 @@ async def test_a_failing_send_closes_only_its_session(tmp_path: Path) -> None:
 async def test_a_client_gone_mid_write_is_not_an_error(tmp_path: Path) -> None:
     s, ws, _ = session(tmp_path)
 
-    async def gone(text: str) -> None:
-        raise OSError("connection lost")
-
-    ws.send_text = gone  # type: ignore[method-assign]
+    ws.error = OSError("connection lost")
     writer = asyncio.create_task(s._write())
     await asyncio.sleep(0)
     s.outbox.put_stats("s1")
