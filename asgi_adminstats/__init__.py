@@ -10,6 +10,7 @@ from .protocol import PROTOCOL, CloseCode
 from .queries import Queries
 from .schema import DEFAULT_SCHEMA, create_default_schema, install_audit_trigger
 from .settings import Settings, SettingsError
+from .sockets import listening_socket
 from .stats import Collector, CollectorFailure
 
 __version__ = "0.1.0"
@@ -34,5 +35,6 @@ __all__ = [
     "__version__",
     "create_default_schema",
     "install_audit_trigger",
+    "listening_socket",
     "mint_token",
 ]

@@ -15,7 +15,7 @@ import uvicorn
 from databases import DatabaseURL
 from starlette.applications import Starlette
 
-from asgi_adminstats import Settings, SettingsError, mint_token
+from asgi_adminstats import Settings, SettingsError, listening_socket, mint_token
 from asgi_adminstats.settings import ENV_PREFIX
 
 from .app import WS_PATH, create_app
@@ -154,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(_banner(config, args.host, args.port), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
-    uvicorn.run(app, host=args.host, port=args.port)
+    # A stalled dashboard is dropped by the kernel after 30 s (docs/slow-consumers.md).
+    sock = listening_socket(args.host, args.port, user_timeout=30.0)
+    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port)).run(sockets=[sock])
     return 0
 
 
