@@ -1,10 +1,11 @@
 """This instance's sessions and the fan-out to them.
 
 Messages arrive here already encoded (once per instance); the hub only hands the same
-text to every subscribed session's outbox (a few non-blocking operations each: the
-sessions' own writers do the writing). A fan-out to more than one slice of sessions
-runs in a task that yields to the event loop between slices, so a handshake or an
-audit push is not held up for the whole of it; messages keep their order.
+text to every subscribed session's outbox (a few non-blocking operations each). A
+fan-out to more than one slice of sessions runs in a task that yields to the event
+loop between slices, so a handshake is not held up for the whole of it; an audit push
+goes ahead of a stats fan-out in progress (a session's lanes are separate, so no
+session's order changes), and notifications keep their order among themselves.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Hub:
         self.latest_stats: str | None = None
         self._slice = slice_size
         self._observe = observe  # (channel, seconds) per completed fan-out
-        self._queue: deque[tuple[str, str]] = deque()
+        self._notifications: deque[str] = deque()
+        self._next_stats: str | None = None  # only the newest waiting snapshot goes out
         self._runner: asyncio.Task[None] | None = None
 
     def latest_data(self) -> dict[str, Any] | None:
@@ -76,42 +78,69 @@ class Hub:
 
     def publish_stats(self, text: str) -> None:
         self.latest_stats = text
-        # A snapshot still waiting its turn is stale now: only the newest goes out.
-        if any(channel == "stats" for channel, _ in self._queue):
-            self._queue = deque(item for item in self._queue if item[0] != "stats")
-        self._publish("stats", text)
+        if self._inline():
+            self._deliver_all("stats", text)
+            return
+        self._next_stats = text  # a snapshot still waiting its turn is stale now
+        self._start()
 
     def publish_notification(self, text: str) -> None:
-        self._publish("notifications", text)
-
-    def _publish(self, channel: str, text: str) -> None:
-        if self._runner is None and len(self._members) <= self._slice:
-            started = time.perf_counter()
-            _deliver(channel, text, list(self._members))
-            if self._observe is not None:
-                self._observe(channel, time.perf_counter() - started)
+        if self._inline():
+            self._deliver_all("notifications", text)
             return
-        self._queue.append((channel, text))
+        self._notifications.append(text)
+        self._start()
+
+    def _inline(self) -> bool:
+        return self._runner is None and len(self._members) <= self._slice
+
+    def _deliver_all(self, channel: str, text: str) -> None:
+        started = time.perf_counter()
+        _deliver(channel, text, list(self._members))
+        if self._observe is not None:
+            self._observe(channel, time.perf_counter() - started)
+
+    def _start(self) -> None:
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(
                 self._run(), name="adminstats-fanout"
             )
 
     async def _run(self) -> None:
+        # One slice per loop turn. Waiting notifications go first, each to everyone;
+        # a stats fan-out in progress resumes where it stopped.
+        stats: tuple[str, list[Member], float] | None = None
+        position = 0
         try:
-            while self._queue:
-                channel, text = self._queue.popleft()
-                started = time.perf_counter()
-                members = list(self._members)
-                for start in range(0, len(members), self._slice):
-                    if start:
-                        await asyncio.sleep(0)  # let handshakes and other pushes in
-                    _deliver(channel, text, members[start : start + self._slice])
-                if self._observe is not None:
-                    self._observe(channel, time.perf_counter() - started)
+            while True:
+                if self._notifications:
+                    await self._fan_out("notifications", self._notifications.popleft())
+                    continue
+                if stats is None:
+                    if self._next_stats is None:
+                        return
+                    stats = (self._next_stats, list(self._members), time.perf_counter())
+                    self._next_stats, position = None, 0
+                text, members, started = stats
+                _deliver("stats", text, members[position : position + self._slice])
+                position += self._slice
+                if position >= len(members):
+                    stats = None
+                    if self._observe is not None:
+                        self._observe("stats", time.perf_counter() - started)
+                await asyncio.sleep(0)  # let handshakes and audit pushes in
         finally:
             if self._runner is asyncio.current_task():
                 self._runner = None
+
+    async def _fan_out(self, channel: str, text: str) -> None:
+        started = time.perf_counter()
+        members = list(self._members)
+        for start in range(0, len(members), self._slice):
+            _deliver(channel, text, members[start : start + self._slice])
+            await asyncio.sleep(0)
+        if self._observe is not None:
+            self._observe(channel, time.perf_counter() - started)
 
     async def idle(self) -> None:
         """Wait until every published message has been handed to the outboxes."""
@@ -119,7 +148,8 @@ class Hub:
             await asyncio.wait([self._runner])
 
     def close_all(self, close: Close) -> None:
-        self._queue.clear()
+        self._notifications.clear()
+        self._next_stats = None
         if self._runner is not None:
             self._runner.cancel()  # a task cancelled before its first step runs no finally
             self._runner = None

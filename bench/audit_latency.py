@@ -75,7 +75,7 @@ async def redis_baseline(n: int) -> list[float]:
                 pass
             samples.append((time.perf_counter() - started) * 1000)
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
         await pub.aclose()
         await sub.aclose()
     return samples

@@ -78,8 +78,9 @@ async def test_only_the_newest_waiting_snapshot_goes_out() -> None:
         hub.publish_stats(f"s{i}")
     hub.publish_notification("n1")
     await hub.idle()
-    # s0..s2 were still queued behind n0 when s3 arrived: one stats fan-out in all.
-    assert observed == ["notifications", "stats", "notifications"]
+    # s0..s2 were still waiting when s3 arrived: one stats fan-out in all, after the
+    # notifications (which go first).
+    assert observed == ["notifications", "notifications", "stats"]
     assert hub.latest_stats == "s3"
     for member in group:
         assert await drain(member) == [
@@ -125,3 +126,21 @@ async def test_members_leaving_mid_fanout_are_harmless() -> None:
     assert len(hub) == 0
     await hub.idle()
     assert hub.count_subject("u0") == 0
+
+
+async def test_an_audit_push_goes_ahead_of_a_stats_fanout_in_progress() -> None:
+    hub = Hub(slice_size=2)
+    group = members(hub, 20)
+    hub.publish_stats("s1")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    hub.publish_notification("n1")
+    for _ in range(12):  # the notification's 10 slices, one per loop turn
+        await asyncio.sleep(0)
+        if all(m.outbox._notifications for m in group):
+            break
+    assert all(m.outbox._notifications for m in group)
+    got_stats = sum(m.outbox._stats == "s1" for m in group)
+    assert got_stats < len(group), "the stats fan-out paused for the push"
+    await hub.idle()
+    assert all(m.outbox._stats == "s1" for m in group)
