@@ -17,6 +17,8 @@ __all__ = ["Expiry", "Heartbeat"]
 class Heartbeat:
     """``ping()`` every ``interval``; no ``pong()`` within ``timeout`` calls ``on_timeout``."""
 
+    __slots__ = ("_due", "_interval", "_on_timeout", "_ping", "_timeout", "_timer")
+
     def __init__(
         self,
         interval: float,
@@ -63,6 +65,8 @@ class Expiry:
     ``set()`` again with a refreshed token's ``exp`` replaces both; ``None`` (an
     introspected token without ``exp``) sets neither.
     """
+
+    __slots__ = ("_expire", "_margin", "_timers", "_warn")
 
     def __init__(
         self, margin: float, *, warn: Callable[[float], None], expire: Callable[[], None]

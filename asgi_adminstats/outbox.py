@@ -40,6 +40,17 @@ class Outbox:
     """Lanes are created on first use and the writer waits on a bare future: an idle
     session (most of them) holds no queue and no event (a deque each, ~0.6 KiB)."""
 
+    __slots__ = (
+        "_close",
+        "_closing",
+        "_control",
+        "_express",
+        "_notification_limit",
+        "_notifications",
+        "_stats",
+        "_waiter",
+    )
+
     def __init__(self, notification_limit: int, express: Express | None = None) -> None:
         self._control: deque[str] | None = None
         self._notifications: deque[str] | None = None

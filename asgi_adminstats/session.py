@@ -43,6 +43,29 @@ _SUBJECT_FULL = "try again later: too many connections for this user"
 
 
 class Session:
+    # Slots: thousands of idle sessions; a __dict__ each would be ~1 KiB more apiece.
+    __slots__ = (
+        "__weakref__",
+        "_expiry",
+        "_heartbeat",
+        "_hub",
+        "_ip",
+        "_parked",
+        "_pending",
+        "_rate",
+        "_replay",
+        "_send",
+        "_settings",
+        "_tally",
+        "_verifier",
+        "_ws",
+        "client_close_code",
+        "id",
+        "identity",
+        "outbox",
+        "subscriptions",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
