@@ -46,6 +46,7 @@ class Session:
     # Slots: thousands of idle sessions; a __dict__ each would be ~1 KiB more apiece.
     __slots__ = (
         "__weakref__",
+        "_exp",
         "_expiry",
         "_heartbeat",
         "_hub",
@@ -61,8 +62,8 @@ class Session:
         "_ws",
         "client_close_code",
         "id",
-        "identity",
         "outbox",
+        "sub",
         "subscriptions",
     )
 
@@ -89,7 +90,9 @@ class Session:
         self._ip = client_ip
         self._replay = replay
         self.id = uuid.uuid4().hex[:16]
-        self.identity: Identity | None = None
+        # Of the verified token only the subject and its expiry are kept, not the claims.
+        self.sub: str | None = None
+        self._exp: float | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
         self.outbox = Outbox(settings.notification_queue, express=self._write_now)
         self._parked = False  # the writer waits for the outbox: a frame may go out at once
@@ -107,10 +110,6 @@ class Session:
         )
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
         self.client_close_code: int | None = None
-
-    @property
-    def sub(self) -> str | None:
-        return self.identity.sub if self.identity else None
 
     async def run(self) -> None:
         self._hub.sockets += 1  # authenticated or not: every open socket counts
@@ -143,10 +142,10 @@ class Session:
             await self._reject(*outcome)
             return
         if self._hub.count_subject(outcome.sub) >= settings.max_connections_per_subject:
-            self.identity = outcome
+            self._identify(outcome)
             await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SUBJECT_FULL), "capacity")
             return
-        self.identity = outcome
+        self._identify(outcome)
         await self._serve_authenticated(offer.source or "message")
 
     async def _serve_authenticated(self, source: str) -> None:
@@ -196,14 +195,16 @@ class Session:
         except AuthError as exc:
             return Close(int(exc.code), exc.reason), exc.category
 
+    def _identify(self, identity: Identity) -> None:
+        self.sub, self._exp = identity.sub, identity.exp
+
     def _connected_message(self) -> dict[str, Any]:
-        assert self.identity is not None
         return protocol.server_message(
             "connected",
             message="Connected to admin WebSocket server",
             protocol=protocol.PROTOCOL,
             connectionId=self.id,
-            user={"sub": self.identity.sub},
+            user={"sub": self.sub},
             subscriptions=self._subscription_list(),
             statsInterval=self._settings.stats_interval,
             heartbeatInterval=self._settings.heartbeat_interval,
@@ -236,14 +237,13 @@ class Session:
     async def _serve(self) -> Close | None:
         """Read and write until either ends or a close is asked for (by the heartbeat,
         the token's expiry, an overflowing outbox or shutdown)."""
-        assert self.identity is not None
         tasks: list[asyncio.Task[Close | None]] = [
             asyncio.create_task(self._read()),
             asyncio.create_task(self._write()),
         ]
         closing = self.outbox.closing()
         self._heartbeat.start()
-        self._expiry.set(self.identity.exp)
+        self._expiry.set(self._exp)
         try:
             watched: list[asyncio.Future[Any]] = [*tasks, closing]
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -417,18 +417,17 @@ class Session:
 
     async def _reauthenticate(self, token: str) -> Close | None:
         """A new token for the same subject extends the session; anything else closes."""
-        assert self.identity is not None
         outcome = await self._verify(token)
         if isinstance(outcome, tuple):
             return outcome[0]
-        if outcome.sub != self.identity.sub:
+        if outcome.sub != self.sub:
             connections.info(
                 "token refresh refused: sub=%s client=%s offered another subject",
                 self.sub,
                 self._ip,
             )
             return Close.of(CloseCode.UNAUTHORIZED, "unauthorized: token for another subject")
-        self.identity = outcome
+        self._identify(outcome)
         self._expiry.set(outcome.exp)
         return None
 
