@@ -26,7 +26,7 @@ from loadgen import Clients
 from server_process import ServerProcess
 from servers import PATH, SECRET
 
-WELCOME = {"adminstats": 2, "seed": 1}  # messages a client receives on connecting
+WELCOME = {"adminstats": 2, "seed": 1, "welcome": 2}  # messages a client receives on connecting
 SETTLE = 0.5  # seconds of quiet before reading RSS (--smoke: 0.1)
 GAP = 0.05  # seconds between publishes, after the previous one completed and was acked
 AUDIT_MARK = b'"audit_action"'  # an audit push, found in a frame's first bytes

@@ -10,7 +10,11 @@ Kinds (all serve ``ws://127.0.0.1:<port>/admin/ws``):
   (the memory bus -> the instance's one subscription -> ``hub.publish_stats``).
 - ``seed``: the seed document's design: a set of sockets, ``await send`` to each in turn.
 - ``chat``: broadcaster's chat example: a subscription (queue + task) per socket.
-- ``bare``: accept and wait; the baseline for idle memory per connection.
+- ``bare``: accept and wait; the server's own idle memory per connection.
+- ``welcome``: ``bare`` that first sends what a dashboard gets on connecting (a
+  ``connected`` message and the snapshot): the baseline for the component's idle memory
+  with the same traffic (a frame sent through permessage-deflate makes the server's
+  compressor touch its buffers, which ``bare`` never does).
 - ``ceiling``: the ``websockets`` library's own server and ``broadcast()``.
 
 uvicorn runs with its defaults (uvloop, ``ws="auto"``, permessage-deflate on) and the
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("adminstats", "seed", "chat", "bare", "ceiling")
+KINDS = ("adminstats", "seed", "chat", "bare", "welcome", "ceiling")
 WS_CHOICES = ("auto", "websockets", "websockets-sansio", "wsproto")  # ceiling: ignored
 PATH = "/admin/ws"
 SECRET = "bench-secret-" + "s" * 32  # HS256 needs >= 32 bytes
@@ -272,9 +276,16 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
             lambda text: broadcast.publish("stats", text),
         )
     else:
+        welcome = kind == "welcome"
+        connected_text = json.dumps(
+            {"type": "connected", "message": "Connected to admin WebSocket server"}
+        )
 
         async def bare(websocket: WebSocket) -> None:
             await websocket.accept()
+            if welcome:
+                await websocket.send_text(connected_text)
+                await websocket.send_text(texts.next())
             clients.add(websocket)
             try:
                 await idle(websocket)
@@ -282,7 +293,7 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
                 clients.discard(websocket)
 
         async def no_publish(text: str) -> None:
-            raise RuntimeError("the bare kind does not publish")
+            raise RuntimeError(f"the {kind} kind does not publish")
 
         routes.append(WebSocketRoute(PATH, bare))
         hooks = Hooks(lambda: len(clients), no_publish)
