@@ -5,7 +5,9 @@ notifications (a bounded FIFO), and the stats snapshot (one slot: the newest rep
 an older one that was never sent). Overflow asks for close 4008.
 
 With nothing queued, a frame is first offered to ``express`` (the session writes it at
-once if its writer is idle): most frames to idle clients never wait in a lane.
+once if nothing is being written): most frames to idle clients never wait in a lane.
+``wake`` is told when a frame was queued instead; the session then drains the lanes
+with ``pop()`` in a task of its own, which ends when they are empty.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ Express = Callable[[str, str], bool]
 
 
 class Outbox:
-    """Lanes are created on first use and the writer waits on a bare future: an idle
-    session (most of them) holds no queue and no event (a deque each, ~0.6 KiB)."""
+    """Lanes are created on first use: an idle session (most of them) holds no queue (a
+    deque each, ~0.6 KiB)."""
 
     __slots__ = (
         "_close",
@@ -48,16 +50,21 @@ class Outbox:
         "_notification_limit",
         "_notifications",
         "_stats",
-        "_waiter",
+        "_wake",
     )
 
-    def __init__(self, notification_limit: int, express: Express | None = None) -> None:
+    def __init__(
+        self,
+        notification_limit: int,
+        express: Express | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self._control: deque[str] | None = None
         self._notifications: deque[str] | None = None
         self._notification_limit = notification_limit
         self._stats: str | None = None
         self._close: Close | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._wake = wake
         self._closing: asyncio.Future[Close] | None = None
         self._express = express
 
@@ -71,9 +78,9 @@ class Outbox:
             and self._express(lane, text)
         )
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def _queued(self) -> None:
+        if self._wake is not None:
+            self._wake()
 
     def put_control(self, text: str) -> None:
         if self._taken("control", text):
@@ -84,7 +91,7 @@ class Outbox:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
         self._control.append(text)
-        self._wake()
+        self._queued()
 
     def put_notification(self, text: str) -> None:
         if self._taken("audit_action", text):
@@ -95,28 +102,27 @@ class Outbox:
             self.close(Close.of(CloseCode.SLOW_CONSUMER))
             return
         self._notifications.append(text)
-        self._wake()
+        self._queued()
 
     def put_stats(self, text: str) -> None:
         if self._taken("stats", text):
             return
         self._stats = text
-        self._wake()
+        self._queued()
 
     def drop_stats(self) -> None:
         self._stats = None
 
     def close(self, close: Close) -> None:
-        """Ask the writer to close; the first request wins."""
+        """Ask for the session to be closed; the first request wins."""
         if self._close is None:
             self._close = close
-        self._wake()
         if self._closing is not None and not self._closing.done():
             self._closing.set_result(self._close)
 
     def closing(self) -> asyncio.Future[Close]:
-        """Done with the close once one is asked for: a writer stuck in a send must not
-        delay it (the session waits on this beside its reader and writer)."""
+        """Done with the close once one is asked for: a write stuck in a send must not
+        delay it (the session waits on this beside its reader)."""
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_future()
             if self._close is not None:
@@ -126,21 +132,21 @@ class Outbox:
     async def requested(self) -> Close:
         return await self.closing()
 
-    async def get(self) -> tuple[str, str] | Close:
+    def has_frames(self) -> bool:
+        return self._close is None and bool(
+            self._control or self._notifications or self._stats is not None
+        )
+
+    def pop(self) -> tuple[str, str] | None:
         """The next frame to write with its lane (``control``, ``audit_action`` or
-        ``stats``), or the close to perform."""
-        while True:
-            if self._close is not None:
-                return self._close
-            if self._control:
-                return "control", self._control.popleft()
-            if self._notifications:
-                return "audit_action", self._notifications.popleft()
-            if self._stats is not None:
-                text, self._stats = self._stats, None
-                return "stats", text
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        ``stats``); ``None`` when the lanes are empty or a close was asked for."""
+        if self._close is not None:
+            return None
+        if self._control:
+            return "control", self._control.popleft()
+        if self._notifications:
+            return "audit_action", self._notifications.popleft()
+        if self._stats is not None:
+            text, self._stats = self._stats, None
+            return "stats", text
+        return None

@@ -51,14 +51,14 @@ class Session:
         "_heartbeat",
         "_hub",
         "_ip",
-        "_parked",
-        "_pending",
         "_rate",
         "_replay",
         "_send",
+        "_serving",
         "_settings",
         "_tally",
         "_verifier",
+        "_writing",
         "_ws",
         "client_close_code",
         "id",
@@ -94,9 +94,13 @@ class Session:
         self.sub: str | None = None
         self._exp: float | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
-        self.outbox = Outbox(settings.notification_queue, express=self._write_now)
-        self._parked = False  # the writer waits for the outbox: a frame may go out at once
-        self._pending: asyncio.Task[None] | None = None  # a direct write waiting for room
+        self.outbox = Outbox(
+            settings.notification_queue, express=self._write_now, wake=self._drain_soon
+        )
+        self._serving = False  # frames may be written (after `connected`, until closing)
+        # The write in progress, if any: a direct write that had to wait for room, or
+        # the drain of what queued meanwhile. None for an idle session (most of them).
+        self._writing: asyncio.Task[None] | None = None
         self._heartbeat = Heartbeat(
             settings.heartbeat_interval,
             settings.heartbeat_timeout,
@@ -235,33 +239,34 @@ class Session:
             return Close.of(CloseCode.TIMEOUT, "timeout: no auth message"), "auth_timeout"
 
     async def _serve(self) -> Close | None:
-        """Read and write until either ends or a close is asked for (by the heartbeat,
-        the token's expiry, an overflowing outbox or shutdown)."""
-        tasks: list[asyncio.Task[Close | None]] = [
-            asyncio.create_task(self._read()),
-            asyncio.create_task(self._write()),
-        ]
+        """Read until the client leaves or a close is asked for (by the heartbeat, the
+        token's expiry, an overflowing outbox, a failed write, or shutdown). Writing
+        needs no task of its own while nothing waits (see ``_write_now``)."""
+        self._serving = True
+        if self.outbox.has_frames():
+            self._drain_soon()
+        reader = asyncio.create_task(self._read())
         closing = self.outbox.closing()
         self._heartbeat.start()
         self._expiry.set(self._exp)
         try:
-            watched: list[asyncio.Future[Any]] = [*tasks, closing]
+            watched: list[asyncio.Future[Any]] = [reader, closing]
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._serving = False
             self._heartbeat.stop()
             self._expiry.stop()
-            pending: list[asyncio.Future[Any]] = [*tasks]
-            if self._pending is not None:
-                pending.append(self._pending)
-            for task in pending:
+            tasks: list[asyncio.Task[Any]] = [reader]
+            if self._writing is not None:
+                tasks.append(self._writing)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if closing in done:
             return closing.result()
-        task = tasks[0] if tasks[0] in done else tasks[1]
-        exc = task.exception()
+        exc = reader.exception()
         if exc is None:
-            return task.result()
+            return reader.result()
         if isinstance(exc, _GONE):
             return None
         logger.error("session %s failed", self.id, exc_info=exc)
@@ -280,51 +285,51 @@ class Session:
             closing.cancel()
             logger.info("connection %s: close frame not taken by the client", self.id)
 
-    async def _write(self) -> Close:
-        """Drain what could not go out at once (see ``_write_now``), in order."""
-        try:
-            while True:
-                self._parked = True
-                item = await self.outbox.get()
-                self._parked = False
-                if self._pending is not None:
-                    # An earlier direct write still waits for room (its failure, if any,
-                    # is handled by _direct_write_done).
-                    await asyncio.wait([self._pending])
-                if isinstance(item, Close):
-                    return item
-                lane, text = item
-                await self._send({"type": "websocket.send", "text": text})
-                self._count(lane, text)
-        finally:
-            self._parked = False
-
     def _write_now(self, lane: str, text: str) -> bool:
-        """The outbox's express lane: write now if the writer is idle (True: taken).
+        """The outbox's express lane: write now if nothing is being written (True: taken).
 
-        The send runs in the caller (the hub's fan-out, the reader) until it would wait;
-        only then does it get a task, and frames queue behind it until it is done.
+        The send runs in the caller (the hub's fan-out, the reader, a timer) until it
+        would wait; only then does it get a task, and frames queue behind it in order.
         """
-        if not self._parked or self._pending is not None:
+        if not self._serving or self._writing is not None:
             return False
         try:
-            pending = start_eagerly(self._send({"type": "websocket.send", "text": text}))
+            task = start_eagerly(self._send({"type": "websocket.send", "text": text}))
         except _GONE:
             return True  # the client left: the reader sees it and ends the session
         except Exception as exc:  # never let one session break a fan-out to the others
             self._write_failed(exc)
             return True
         self._count(lane, text)
-        if pending is not None:
-            self._pending = pending
-            pending.add_done_callback(self._direct_write_done)
+        if task is not None:
+            self._track(task)
         return True
 
-    def _direct_write_done(self, task: asyncio.Task[None]) -> None:
-        self._pending = None
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None and not isinstance(exc, _GONE):
-            self._write_failed(exc)
+    def _drain_soon(self) -> None:
+        """The outbox's wake-up: something queued; drain it unless a write is on."""
+        if self._serving and self._writing is None:
+            self._track(asyncio.get_running_loop().create_task(self._drain()))
+
+    async def _drain(self) -> None:
+        while (item := self.outbox.pop()) is not None:
+            lane, text = item
+            await self._send({"type": "websocket.send", "text": text})
+            self._count(lane, text)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._writing = task
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            if not isinstance(exc, _GONE):  # a client that left is the reader's to see
+                self._write_failed(exc)
+        elif self.outbox.has_frames():
+            self._drain_soon()  # queued while the write waited
 
     def _write_failed(self, exc: BaseException) -> None:
         logger.error("session %s: a write failed", self.id, exc_info=exc)
