@@ -110,7 +110,7 @@ class Settings:
     protect_endpoints: bool = False
     # Sessions handed a message per event-loop turn: a 5000-client fan-out yields between
     # slices so a handshake or an audit push is not held up for the whole of it.
-    fanout_slice: int = 64
+    fanout_slice: int = 16
     queries: Queries = field(default_factory=Queries)
 
     def __post_init__(self) -> None:

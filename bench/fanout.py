@@ -59,6 +59,9 @@ def plan(args: argparse.Namespace, name: str, snapshot: Path) -> list[Case]:
     return (spec.plan or grid)(args, snapshot)
 
 
+ATTEMPTS = 2  # per case
+
+
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     # SIGTERM cancels the run like Ctrl-C does, so every server is killed on the way out.
     task = asyncio.current_task()
@@ -68,16 +71,23 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     async with snapshot_file() as snapshot:
         for name in args.scenario:
             for case in plan(args, name, snapshot):
-                started = time.perf_counter()
-                digest = package_digest()  # the package may change under a long run
-                try:
-                    row = await SCENARIOS[name].run(case)
-                except Exception as exc:  # one failed case must not hide the others
-                    row = {**asdict(case), "error": f"{type(exc).__name__}: {exc}"}
-                    row.pop("snapshot")
-                row["scenario"], row["package_digest"] = name, digest
-                print(progress(row, time.perf_counter() - started), flush=True)
-                rows.append(row)
+                for attempt in range(1, ATTEMPTS + 1):
+                    started = time.perf_counter()
+                    digest = package_digest()  # the package may change under a long run
+                    try:
+                        row = await SCENARIOS[name].run(case)
+                    except Exception as exc:  # one failed case must not hide the others
+                        row = {**asdict(case), "error": f"{type(exc).__name__}: {exc}"}
+                        row.pop("snapshot")
+                    row["scenario"], row["package_digest"] = name, digest
+                    row["attempt"] = attempt
+                    print(progress(row, time.perf_counter() - started), flush=True)
+                    if "error" not in row or attempt == ATTEMPTS:
+                        rows.append(row)
+                        break
+                    # A fresh server once more (a port taken meanwhile, say): the medians
+                    # need every repetition; a second failure is reported as such.
+                    await asyncio.sleep(1)
     return rows
 
 

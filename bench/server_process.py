@@ -42,6 +42,10 @@ def free_port() -> int:
     """A free port whose successor is free too (the control port)."""
     for _ in range(50):
         with socket.socket() as a, socket.socket() as b:
+            # As the servers bind (SO_REUSEADDR): the load generator's closed
+            # connections leave thousands of loopback ports in TIME_WAIT.
+            for probe in (a, b):
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             a.bind(("127.0.0.1", 0))
             port = a.getsockname()[1]
             try:
@@ -118,7 +122,11 @@ class ServerProcess:
             )
             async with asyncio.timeout(STARTUP_TIMEOUT):
                 self._control = await self._connect_control()
-                self.info = json.loads(await self.command("info"))
+                answer = await self.command("info")
+                try:
+                    self.info = json.loads(answer)
+                except ValueError:
+                    raise RuntimeError(f"control port answered {answer[:80]!r} to info") from None
                 self.process = psutil.Process(int(self.info["pid"]))
                 await _wait_listening(self.port)
         except BaseException:
