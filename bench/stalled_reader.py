@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import gc
 import itertools
@@ -421,19 +420,11 @@ def serve_main(spec: dict[str, Any]) -> None:
 # =====================================================================================
 
 
-def handshake_request(port: int, path: str, headers: dict[str, str]) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Origin: {ORIGIN}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+def _handshake(port: int, path: str, headers: dict[str, str]) -> bytes:
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    from hostile import handshake_request  # the tests' hand-written client
+
+    return handshake_request(f"127.0.0.1:{port}", headers, path)
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -459,9 +450,7 @@ class StalledClient:
         sock.setblocking(False)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
-            await asyncio.wait_for(
-                loop.sock_sendall(sock, handshake_request(port, path, headers)), 5
-            )
+            await asyncio.wait_for(loop.sock_sendall(sock, _handshake(port, path, headers)), 5)
             client = cls(sock)
             async with asyncio.timeout(5):
                 while b"\r\n\r\n" not in client.head and len(client.head) < 8192:
