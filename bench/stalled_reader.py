@@ -420,11 +420,17 @@ def serve_main(spec: dict[str, Any]) -> None:
 # =====================================================================================
 
 
-def _handshake(port: int, path: str, headers: dict[str, str]) -> bytes:
+def _hostile() -> Any:
+    """The tests' hand-written client helpers (handshake request, frame parser)."""
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-    from hostile import handshake_request  # the tests' hand-written client
+    import hostile
 
-    return handshake_request(f"127.0.0.1:{port}", headers, path)
+    return hostile
+
+
+def _handshake(port: int, path: str, headers: dict[str, str]) -> bytes:
+    handshake: bytes = _hostile().handshake_request(f"127.0.0.1:{port}", headers, path)
+    return handshake
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -495,27 +501,14 @@ class StalledClient:
 
 def last_frames(data: bytes) -> tuple[int, int, int | None, str]:
     """(frames, pings, close code or None, close reason) of server frames (unmasked)."""
-    at, count, pings = 0, 0, 0
+    frames: list[tuple[int, bytes]] = _hostile().parse_frames(data)
     code: int | None = None
     reason = ""
-    while at + 2 <= len(data):
-        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
-        at += 2
-        if length == 126:
-            (length,) = struct.unpack("!H", data[at : at + 2])
-            at += 2
-        elif length == 127:
-            (length,) = struct.unpack("!Q", data[at : at + 8])
-            at += 8
-        if at + length > len(data):
-            break
-        pings += opcode == 0x9
-        if opcode == 0x8 and length >= 2:
-            (code,) = struct.unpack("!H", data[at : at + 2])
-            reason = data[at + 2 : at + length].decode(errors="replace")
-        count += 1
-        at += length
-    return count, pings, code, reason
+    for opcode, payload in frames:
+        if opcode == 0x8 and len(payload) >= 2:
+            (code,) = struct.unpack("!H", payload[:2])
+            reason = payload[2:].decode(errors="replace")
+    return len(frames), sum(opcode == 0x9 for opcode, _ in frames), code, reason
 
 
 def read_proc_tcp() -> list[tuple[int, int, str, int, int]]:

@@ -42,18 +42,22 @@ class StandIn:
         return {"type": "websocket.disconnect", "code": 1000}
 
 
-async def serving(tmp_path: Path, **overrides: Any) -> tuple[Session, StandIn, Tally, Any]:
-    settings = make_settings(tmp_path, **overrides)
-    ws = StandIn()
-    tally = Tally()
-    session = Session(
+def session_on(ws: StandIn, tmp_path: Path, tally: Tally | None = None) -> Session:
+    settings = make_settings(tmp_path)
+    return Session(
         ws,  # type: ignore[arg-type]
         settings=settings,
         verifier=TokenVerifier(settings),
         hub=Hub(),
         client_ip="127.0.0.1",
-        tally=tally,
+        tally=tally or Tally(),
     )
+
+
+async def serving(tmp_path: Path) -> tuple[Session, StandIn, Tally, Any]:
+    ws = StandIn()
+    tally = Tally()
+    session = session_on(ws, tmp_path, tally)
     task = asyncio.create_task(session._serve())
     await asyncio.sleep(0)
     return session, ws, tally, task
@@ -101,16 +105,8 @@ async def test_frames_queue_in_order_behind_a_waiting_write(tmp_path: Path) -> N
 
 
 async def test_frames_queued_before_serving_go_out_first(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
     ws = StandIn()
-    s = Session(
-        ws,  # type: ignore[arg-type]
-        settings=settings,
-        verifier=TokenVerifier(settings),
-        hub=Hub(),
-        client_ip="127.0.0.1",
-        tally=Tally(),
-    )
+    s = session_on(ws, tmp_path)
     s.outbox.put_stats("s0")  # what Hub.add does right after `connected`
     task = asyncio.create_task(s._serve())
     await settle(ws, 1)
