@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ._routing import route_bare_paths, route_path
-from .audit import AuditLog
+from .audit import AuditLog, PendingActions
 from .audit_feed import AuditFeed
 from .auth import AuthError, Identity, TokenVerifier
 from .backends import BusStatus, create_broadcast, engine_of, masked_url
@@ -273,10 +273,33 @@ class AdminStats:
         if not self.started:
             raise NotStartedError(_NOT_STARTED)
         data = await self.audit.insert(action, admin, target_type, target_id)
+        await self._push_action(data)
+        return data
+
+    @contextlib.asynccontextmanager
+    async def audit_transaction(self) -> AsyncIterator[PendingActions]:
+        """Audit actions that commit together with the host's own writes, or not at all.
+
+        ``async with stats.audit_transaction() as audit:`` opens a transaction on the
+        component's database (the ``database=`` passed in, or ``stats.database``): run
+        your own statements on that same ``Database`` inside it and call
+        ``await audit.record_action(...)``. If anything raises, nothing is written and
+        nothing is pushed; after the commit the actions are pushed as ``record_action``
+        pushes them.
+        """
+        if not self.started:
+            raise NotStartedError(_NOT_STARTED)
+        pending = PendingActions(self.audit)
+        async with self.database.transaction():
+            yield pending
+        for data in pending.actions:
+            await self._push_action(data)
+
+    async def _push_action(self, data: dict[str, Any]) -> None:
+        """A committed action: to this instance's clients now, to the others by the bus."""
         self.feed.push(data)
         if not self._trigger_pushes and not await self._bus.publish_quietly("audit", data["id"]):
             self.feed.unpublished.append(int(data["id"]))  # published again on reconnect
-        return data
 
     async def authenticate(self, token: str) -> Identity:
         """Verify an admin token as the WebSocket does (for the host's own admin routes).

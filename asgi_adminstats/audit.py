@@ -11,11 +11,13 @@ from .protocol import utc_timestamp
 from .queries import Queries
 from .sql import as_utc, is_postgres, statement, utcnow_naive
 
-__all__ = ["AUDIT_FIELDS", "AuditLog", "redact"]
+__all__ = ["AUDIT_FIELDS", "MAX_LENGTHS", "AuditLog", "PendingActions", "redact"]
 
 #: The only fields of an action that ever leave the server (PROTOCOL.md).
 AUDIT_FIELDS = ("id", "action", "admin", "targetType", "timestamp")
-_MAX_FIELD = 128
+#: Longest value per column, as in the default schema: an admin is an OIDC ``sub``
+#: (up to 255 characters); a longer value would fail the insert on PostgreSQL.
+MAX_LENGTHS = {"action": 64, "admin": 255, "target_type": 64, "target_id": 128}
 
 
 def redact(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,10 +37,15 @@ def _checked(name: str, value: object, *, required: bool = True) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and name == "target_id":
         value = str(value)
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_FIELD:
+    limit = MAX_LENGTHS[name]
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise ValueError(
-            f"record_action: {name!r} must be a non-empty string of at most {_MAX_FIELD} characters"
+            f"record_action: {name!r} must be a non-empty string of at most {limit} characters"
         )
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no database or client could take it
+        raise ValueError(f"record_action: {name!r} is not valid Unicode text") from None
     return value
 
 
@@ -79,3 +86,23 @@ class AuditLog:
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch_all(statement(self._queries.recent_actions, limit=limit))
         return [redact(row._mapping) for row in rows]
+
+
+class PendingActions:
+    """Actions inserted inside a transaction that has not committed yet.
+
+    ``AdminStats.audit_transaction()`` yields one and pushes what it holds only after
+    the commit: a push for a row that is then rolled back would mislead every admin.
+    """
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+        self.actions: list[dict[str, Any]] = []
+
+    async def record_action(
+        self, action: str, admin: str, target_type: str, target_id: str | int | None = None
+    ) -> dict[str, Any]:
+        """Insert one action in the open transaction; returns it as clients will see it."""
+        data = await self._audit.insert(action, admin, target_type, target_id)
+        self.actions.append(data)
+        return data

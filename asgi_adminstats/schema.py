@@ -47,7 +47,7 @@ DEFAULT_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         id {id},
         action VARCHAR(64) NOT NULL,
-        admin VARCHAR(128) NOT NULL,
+        admin VARCHAR(255) NOT NULL,
         target_type VARCHAR(64) NOT NULL,
         target_id VARCHAR(128),
         details TEXT,
@@ -66,6 +66,23 @@ async def create_default_schema(database: Database) -> None:
         )
     for ddl in DEFAULT_SCHEMA:
         await database.execute(ddl.format(id=_ID[dialect]))
+    if dialect == "postgresql":
+        await _widen_admin_column(database)
+
+
+async def _widen_admin_column(database: Database) -> None:
+    """Earlier releases made 128-character admin columns; an OIDC ``sub`` may have 255.
+
+    Widening a VARCHAR rewrites nothing on PostgreSQL; checked first so that a current
+    table takes no lock at start-up.
+    """
+    length = await database.fetch_val(
+        "SELECT character_maximum_length FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'audit_log'"
+        " AND column_name = 'admin'"
+    )
+    if length is not None and length < 255:
+        await database.execute("ALTER TABLE audit_log ALTER COLUMN admin TYPE VARCHAR(255)")
 
 
 def _trigger_ddl(prefix: str, table: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .db import seed
 
 __all__ = ["STATIC_DIR", "WS_PATH", "create_app"]
 
+logger = logging.getLogger("sample_app")
 STATIC_DIR = Path(__file__).parent / "static"
 WS_PATH = "/admin/ws"
 _DEV_TOKEN_TTL = 3600
@@ -114,19 +116,26 @@ class _Api:
         player_id: int = request.path_params["player_id"]
         if not await self._player_exists(player_id):
             return _error(404, f"player {player_id} not found")
-        # Not one transaction with the audit row: record_action commits and pushes on its
-        # own, and a push for a row that is then rolled back would mislead every admin.
-        await self._db.execute(
-            statement(
-                "UPDATE players SET banned = :banned WHERE id = :id", banned=banned, id=player_id
-            )
-        )
-        action = await self._stats.record_action(
-            "BAN_PLAYER" if banned else "UNBAN_PLAYER",
-            admin=identity.sub,
-            target_type="PLAYER",
-            target_id=player_id,
-        )
+        # The moderation and its audit row commit together or not at all; the push
+        # follows the commit.
+        try:
+            async with self._stats.audit_transaction() as audit:
+                await self._db.execute(
+                    statement(
+                        "UPDATE players SET banned = :banned WHERE id = :id",
+                        banned=banned,
+                        id=player_id,
+                    )
+                )
+                action = await audit.record_action(
+                    "BAN_PLAYER" if banned else "UNBAN_PLAYER",
+                    admin=identity.sub,
+                    target_type="PLAYER",
+                    target_id=player_id,
+                )
+        except Exception as exc:
+            logger.error("moderation of player %s failed: %s", player_id, type(exc).__name__)
+            return _error(503, "the audit log is unavailable: nothing was changed")
         return JSONResponse(action)
 
 

@@ -137,3 +137,64 @@ async def test_subscribe_since_replays_missed_actions_oldest_first(start: Any) -
     assert [m["data"]["id"] for m in replayed] == [a["id"] for a in missed]
     assert all(m["data"]["replayed"] is True for m in replayed)
     assert error["code"] == "bad_message"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("admin", "a" * 256), ("admin", "\ud800"), ("action", "A" * 65), ("target_id", "9" * 129)],
+)
+async def test_values_the_audit_table_cannot_hold_are_refused(
+    start: Any, field: str, value: str
+) -> None:
+    stats, _ = await start()
+    args = {"action": "BAN_PLAYER", "admin": "alice", "target_type": "PLAYER", "target_id": "7"}
+    args[field] = value
+    with pytest.raises(ValueError, match=f"record_action: '{field}'"):
+        await stats.record_action(**args)
+
+
+async def test_an_oidc_sized_admin_name_is_recorded_whole(start: Any) -> None:
+    stats, addr = await start()
+    admin = "a" * 255  # OIDC allows a 255-character sub
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        recorded = await stats.record_action("BAN_PLAYER", admin, "PLAYER", 7)
+        pushed = await recv_type(ws, "audit_action")
+    assert recorded["admin"] == pushed["data"]["admin"] == admin
+
+
+async def _banned(stats: Any, player: int) -> bool:
+    sql = statement("SELECT banned FROM players WHERE id = :id", id=player)
+    return bool(await stats.database.fetch_val(sql))
+
+
+async def test_audit_transaction_commits_with_the_host_write_then_pushes(start: Any) -> None:
+    stats, addr = await start()
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        async with stats.audit_transaction() as audit:
+            await stats.database.execute("UPDATE players SET banned = TRUE WHERE id = 1")
+            recorded = await audit.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
+            # Not pushed before the commit: nothing may announce a row that can still vanish.
+            with pytest.raises(TimeoutError):
+                await recv_type(ws, "audit_action", timeout=0.3)
+        pushed = await recv_type(ws, "audit_action")
+    assert pushed["data"] == recorded
+    assert await _banned(stats, 1)
+    assert (await stats.audit.get(recorded["id"])) == recorded
+
+
+async def test_audit_transaction_that_fails_writes_and_pushes_nothing(start: Any) -> None:
+    stats, addr = await start()
+    before = await stats.audit.max_id()
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        await recv(ws)
+        with pytest.raises(ValueError, match="record_action: 'admin'"):
+            async with stats.audit_transaction() as audit:
+                await stats.database.execute("UPDATE players SET banned = TRUE WHERE id = 1")
+                await audit.record_action("UNBAN_PLAYER", "bob", "PLAYER", 2)
+                await audit.record_action("BAN_PLAYER", "x" * 300, "PLAYER", 1)
+        with pytest.raises(TimeoutError):
+            await recv_type(ws, "audit_action", timeout=0.5)
+    assert not await _banned(stats, 1)  # the host's write rolled back with it
+    assert await stats.audit.max_id() == before  # and the action that did insert

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from databases import Database
 
 from asgi_adminstats import SettingsError, mint_token
 from sample_app import create_app
@@ -55,6 +56,43 @@ async def test_ban_records_an_action_pushed_to_dashboards(sample: Any) -> None:
     assert first["totals"]["players"] >= 1000 and first["totals"]["villages"] >= 1000
     assert first["online"]["users"] > 0
     assert len(first["activity"]["recentActions"]) == 5
+
+
+async def test_an_admin_with_a_255_character_sub_can_ban(sample: Any) -> None:
+    settings, addr = sample
+    sub = "o" * 255  # OIDC allows it
+    admin = mint_token(settings.jwt_secret, sub=sub)
+    async with (
+        client(f"ws://{addr}/admin/ws", tok=admin, origin=None) as ws,
+        httpx.AsyncClient(base_url=f"http://{addr}") as http,
+    ):
+        await recv(ws)
+        response = await http.post(
+            "/admin/api/players/8/ban", headers={"Authorization": f"Bearer {admin}"}
+        )
+        pushed = await recv_type(ws, "audit_action")
+    assert response.status_code == 200
+    assert pushed["data"]["admin"] == sub
+
+
+async def test_a_ban_without_its_audit_row_does_not_happen(sample: Any, tmp_path: Path) -> None:
+    settings, addr = sample
+    admin = mint_token(settings.jwt_secret, sub="mod-1")
+    db = Database(_env(tmp_path)["DATABASE_URL"])
+    await db.connect()
+    try:
+        assert not await db.fetch_val("SELECT banned FROM players WHERE id = 9")
+        await db.execute("ALTER TABLE audit_log RENAME TO audit_log_gone")  # the audit log fails
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            response = await http.post(
+                "/admin/api/players/9/ban", headers={"Authorization": f"Bearer {admin}"}
+            )
+        banned = await db.fetch_val("SELECT banned FROM players WHERE id = 9")
+    finally:
+        await db.disconnect()
+    assert response.status_code == 503
+    assert response.json() == {"error": "the audit log is unavailable: nothing was changed"}
+    assert not banned  # the moderation rolled back with its audit row
 
 
 @pytest.mark.parametrize(
