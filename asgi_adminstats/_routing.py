@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._logging import get_logger
+
 __all__ = ["route_bare_paths", "route_path", "with_root_path"]
 
-logger = logging.getLogger("asgi_adminstats")
+logger = get_logger("asgi_adminstats")
 
 
 def route_path(scope: Scope) -> str:

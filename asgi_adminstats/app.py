@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -17,21 +15,22 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from ._logging import get_logger
 from ._routing import route_bare_paths, route_path
+from .admission import Admission, deny
 from .audit import AuditLog, PendingActions
 from .audit_feed import AuditFeed
 from .auth import AuthError, Identity, TokenVerifier
 from .backends import BusStatus, create_broadcast, engine_of, masked_url
 from .bus import Bus
 from .cluster import Presence, Producer
-from .guard import AttemptLimiter, OriginGuard, client_ip
 from .hub import Hub
 from .leader import create_lease
 from .metrics import CONTENT_TYPE, Metrics, State
 from .outbox import Close
 from .protocol import CloseCode
 from .schema import audit_trigger_installed, install_audit_trigger
-from .session import Session, connections
+from .session import Session
 from .settings import Settings
 from .sql import is_postgres
 from .stats import (
@@ -44,7 +43,7 @@ from .stats import (
 
 __all__ = ["AdminStats", "NotStartedError", "StartupError"]
 
-logger = logging.getLogger("asgi_adminstats")
+logger = get_logger("asgi_adminstats")
 
 _NOT_STARTED = (
     "AdminStats received a connection before it was started. Mounted apps get no "
@@ -101,11 +100,7 @@ class AdminStats:
         self.audit = AuditLog(self.database, settings.queries)
         self.feed = AuditFeed(self.audit, self.hub)
         self._verifier = TokenVerifier(settings)
-        self._origins = OriginGuard(settings)
-        self._attempts = AttemptLimiter(settings)
-        self._trusted = tuple(
-            ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies
-        )
+        self._admission = Admission(settings, self.metrics.tally)
         engine = engine_of(settings.broadcast_url)
         owns_bus = broadcast is None
         if broadcast is None:
@@ -353,6 +348,7 @@ class AdminStats:
         return State(
             connections=len(self.hub),
             sockets=self.hub.sockets,
+            pending=self._admission.pending.count,
             bus_up=self.bus_status.up,
             bus_reconnects=self.bus_status.reconnects,
             leading=self.producer.leading,
@@ -376,28 +372,17 @@ class AdminStats:
             return
         websocket = WebSocket(scope, receive, send)
         if not at_root:
-            await _deny(websocket, 404, "not found")
+            await deny(websocket, 404, "not found")
         elif not self.started:
             logger.error(_NOT_STARTED)
             self.metrics.tally.attempts["rejected", "not_started"] += 1
-            await _deny(websocket, 503, "adminstats is not started (see the server log)")
+            await deny(websocket, 503, "adminstats is not started (see the server log)")
         else:
             await self._serve_websocket(websocket, scope, send)
 
     async def _serve_websocket(self, websocket: WebSocket, scope: Scope, send: Send) -> None:
-        ip = client_ip(scope, self._trusted)
-        if not self._origins.allows(scope):
-            connections.info("connection rejected: reason=origin client=%s code=403", ip)
-            self.metrics.tally.attempts["rejected", "origin"] += 1
-            await _deny(websocket, 403, "forbidden origin")
-            return
-        wait = self._attempts.attempt(ip)
-        if wait is not None:
-            connections.info("connection rejected: reason=rate client=%s code=429", ip)
-            self.metrics.tally.attempts["rejected", "rate"] += 1
-            await _deny(
-                websocket, 429, "too many connection attempts", headers={"Retry-After": str(wait)}
-            )
+        ip = self._admission.client_ip(scope)
+        if not await self._admission.screen(websocket, ip):
             return
         await Session(
             websocket,
@@ -408,7 +393,7 @@ class AdminStats:
             tally=self.metrics.tally,
             replay=self.audit.since,
             send=send,
-        ).run()
+        ).run(pending=self._admission.pending)
 
     async def _serve_http(
         self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
@@ -481,14 +466,3 @@ class AdminStats:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-async def _deny(
-    websocket: WebSocket, status: int, text: str, headers: dict[str, str] | None = None
-) -> None:
-    """Refuse before accept: an HTTP response where the server can send one."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = PlainTextResponse(text, status_code=status, headers=headers)
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(CloseCode.NORMAL, text)

@@ -7,17 +7,17 @@ it missed from the audit table, the source of truth.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from typing import Any
 
 from . import protocol
+from ._logging import get_logger
 from .audit import AuditLog
 from .hub import Hub
 
 __all__ = ["AuditFeed"]
 
-logger = logging.getLogger("asgi_adminstats.audit")
+logger = get_logger("asgi_adminstats.audit")
 
 _REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed copies
 _REPLAY_LIMIT = 200  # actions replayed after an outage, oldest first

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 
 from broadcaster import Broadcast
 
+from ._logging import get_logger
+
 __all__ = ["PAYLOAD_LIMITS", "Bus", "PayloadTooLarge"]
 
-logger = logging.getLogger("asgi_adminstats.bus")
+logger = get_logger("asgi_adminstats.bus")
 
 #: Bytes per message: PostgreSQL's NOTIFY payload is capped below 8000 bytes; Redis
 #: and memory take far more, but a snapshot over 1 MiB is a mistake to report.

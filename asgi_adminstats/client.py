@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._logging import get_logger
 from .protocol import SUBSCRIPTIONS, CloseCode
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ __all__ = [
     "backoff_delay",
 ]
 
-logger = logging.getLogger("asgi_adminstats.client")
+logger = get_logger("asgi_adminstats.client")
 
 State = Literal["connecting", "connected", "reconnecting", "disconnected", "error"]
 #: Returns a fresh token; a plain function runs in a worker thread (it may block).
@@ -193,7 +194,7 @@ class _RedactAuthorization(logging.Filter):
 
 
 # The wire log of our connections (websockets' own, under our name), with the filter.
-_wire_logger = logging.getLogger("asgi_adminstats.client.websockets")
+_wire_logger = get_logger("asgi_adminstats.client.websockets")
 _wire_logger.addFilter(_RedactAuthorization())
 
 
@@ -512,8 +513,9 @@ class AdminStatsClient:
 
     def _note_id(self, action_id: object) -> None:
         key = str(action_id)
-        # The server takes digits only as `since` (at most 18 of them).
-        if not key.isdigit() or len(key) > 18:
+        # The server takes ASCII digits only as `since` (at most 18 of them); isdigit()
+        # alone takes "²", which int() then refuses.
+        if not (key.isascii() and key.isdigit()) or len(key) > 18:
             return
         if self._last_id is None or int(key) > int(self._last_id):
             self._last_id = key

@@ -9,11 +9,11 @@ snapshot for its own clients, marked ``meta.local``.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
 from . import protocol
+from ._logging import get_logger
 from .backends import BusStatus
 from .bus import Bus
 from .hub import Hub
@@ -22,7 +22,7 @@ from .stats import StatsEngine
 
 __all__ = ["Presence", "Producer"]
 
-logger = logging.getLogger("asgi_adminstats.cluster")
+logger = get_logger("asgi_adminstats.cluster")
 
 _MAX_INSTANCES = 1000  # bounds the report table against a flood of made-up names
 

@@ -14,7 +14,15 @@ from starlette.types import Scope
 
 from .settings import Settings
 
-__all__ = ["AttemptLimiter", "OriginGuard", "TokenBucket", "client_ip"]
+__all__ = [
+    "INVALID",
+    "UNKNOWN",
+    "AttemptLimiter",
+    "Networks",
+    "OriginGuard",
+    "TokenBucket",
+    "client_ip",
+]
 
 _MAX_TRACKED = 100_000  # client addresses remembered by the attempt limiter
 
@@ -41,36 +49,58 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def client_ip(
-    scope: Scope, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> str:
-    """The client's address: the peer, or what trusted proxies say it is.
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
-    ``X-Forwarded-For`` / ``Forwarded`` are read only when the peer is a trusted proxy,
-    right to left, skipping trusted hops: anyone can write those headers.
+#: The client address when the server's is not an IP address: uvicorn's proxy-header
+#: handling copies any X-Forwarded-For text into ``scope["client"]``.
+INVALID = "invalid"
+UNKNOWN = "unknown"  # no address at all (a Unix socket, a server that gives none)
+
+
+def client_ip(scope: Scope, trusted: Networks, header: str = "x-forwarded-for") -> str:
+    """The client's address, always IP text in canonical form (or a placeholder).
+
+    ``header`` (``x-forwarded-for`` or ``forwarded``) is read only when the peer is a
+    trusted proxy, right to left, skipping trusted hops: anyone can write those headers,
+    and only the rightmost untrusted hop was written by a proxy we trust. The other
+    header is never read, so a client cannot pick its address with the one the proxy
+    does not write. A hop that is not an IP address falls back to the peer.
     """
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if not trusted or not _is_trusted(peer, trusted):
+    client = scope.get("client")
+    if not client:
+        return UNKNOWN
+    peer = _ip(str(client[0]))
+    if peer is None:
+        return INVALID
+    if not trusted or not _in(peer, trusted):
         return str(peer)
-    hops = _forwarded_for(scope)
+    hops = _forwarded_for(scope, header.lower())
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else str(peer)
+        address = _ip(hop)
+        if address is None:
+            return str(peer)  # whoever wrote it, it names no client: the proxy's bucket
+        if not _in(address, trusted):
+            return str(address)
+    # Every hop trusted: the first is as close to the client as we can tell.
+    return str(_ip(hops[0]) or peer) if hops else str(peer)
 
 
-def _forwarded_for(scope: Scope) -> list[str]:
-    forwarded = _header(scope, b"forwarded")
-    if forwarded is not None:
+def _forwarded_for(scope: Scope, header: str) -> list[str]:
+    # Every line of the header, in order: a proxy may append a line of its own rather
+    # than extend the client's (RFC 9110 5.3: the lines are one comma-separated list).
+    name = header.encode()
+    joined = ",".join(
+        value.decode("latin-1") for key, value in scope.get("headers") or () if key == name
+    )
+    if header == "forwarded":
         hops = []
-        for element in forwarded.split(","):
+        for element in joined.split(","):
             for pair in element.split(";"):
-                name, _, value = pair.strip().partition("=")
-                if name.lower() == "for":
+                key, _, value = pair.strip().partition("=")
+                if key.lower() == "for":
                     hops.append(_strip_port(value.strip().strip('"')))
         return [h for h in hops if h]
-    xff = _header(scope, b"x-forwarded-for")
-    return [h.strip() for h in xff.split(",") if h.strip()] if xff else []
+    return [_strip_port(h.strip()) for h in joined.split(",") if h.strip()]
 
 
 def _strip_port(value: str) -> str:
@@ -79,14 +109,26 @@ def _strip_port(value: str) -> str:
     return value.split(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _is_trusted(
-    address: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> bool:
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(text: str) -> _Address | None:
+    """``text`` as an address, or None. A zone (``fe80::1%eth0``) is refused: it is free
+    text, and it would make one address many buckets; an IPv4-mapped IPv6 address is the
+    IPv4 address it maps (a dual-stack socket reports IPv4 clients that way)."""
+    if "%" in text:
+        return None
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _in(address: _Address, trusted: Networks) -> bool:
+    return any(address in network for network in trusted)
 
 
 class TokenBucket:

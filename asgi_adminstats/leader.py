@@ -9,16 +9,16 @@ that cannot be reached means "not the producer".
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from typing import Any, Protocol
 
+from ._logging import get_logger
 from .backends import engine_of
 from .settings import Settings
 
 __all__ = ["Lease", "LocalLease", "PostgresLease", "RedisLease", "create_lease"]
 
-logger = logging.getLogger("asgi_adminstats.leader")
+logger = get_logger("asgi_adminstats.leader")
 
 # Renew only our own lease; give it up only if it is still ours.
 _RENEW = """

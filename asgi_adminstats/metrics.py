@@ -47,6 +47,8 @@ class State:
     producer_changes: int
     snapshots: int
     collector_failures: dict[str, int]
+    #: sockets holding a pending slot (waiting for their first ``auth`` message)
+    pending: int = 0
 
 
 class Metrics:
@@ -87,6 +89,11 @@ class _Exporter(Collector):
         state, tally = self._read(), self._tally
         yield _gauge("adminstats_connections", "Authenticated sessions", state.connections)
         yield _gauge("adminstats_sockets", "Open WebSockets, authenticated or not", state.sockets)
+        yield _gauge(
+            "adminstats_pending_sockets",
+            "WebSockets waiting for their first auth message (max_pending)",
+            state.pending,
+        )
         yield _counter(
             "adminstats_messages_sent",
             "Frames written to clients, by type",

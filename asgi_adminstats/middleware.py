@@ -6,17 +6,16 @@ wiring; a host that does not speak lifespan gets it handled here.
 
 from __future__ import annotations
 
-import logging
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._logging import get_logger
 from ._routing import route_path, with_root_path
 from .app import AdminStats
 from .settings import Settings
 
 __all__ = ["AdminStatsMiddleware"]
 
-logger = logging.getLogger("asgi_adminstats")
+logger = get_logger("asgi_adminstats")
 
 
 class AdminStatsMiddleware:

@@ -6,10 +6,12 @@ Pure functions and data only: no I/O, so the session can stay a thin state machi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
@@ -33,6 +35,18 @@ __all__ = [
 PROTOCOL = "adminstats.v1"
 SUBSCRIPTIONS = ("stats", "notifications")
 _EXCERPT = 32
+#: Deepest nesting a client message may have. Valid ones nest 2 deep (an object holding
+#: a list); json's C parser recurses per level and fails with RecursionError far below
+#: the 4 KiB frame limit, so deeper input is refused before it is parsed.
+MAX_DEPTH = 8
+# A string to its closing quote or to the end of the text: never fails once started,
+# so the scan is linear however many quotes and backslashes the text holds.
+_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+#: ``since``: an audit action id, ASCII digits only (``str.isdigit`` takes "²" and "٣").
+_AUDIT_ID = re.compile(r"[0-9]{1,18}")
+_MAX_AUDIT_ID = 10**18
 
 
 class CloseCode(IntEnum):
@@ -151,10 +165,13 @@ def excerpt(value: object) -> str:
 
 
 def parse_client_message(text: str) -> ClientMessage:
-    """Parse one text frame; raises :class:`ProtocolError` for anything unusable."""
+    """Parse one text frame; raises :class:`ProtocolError` for anything unusable, and
+    nothing else, whatever ``text`` holds."""
+    if _too_deep(text):
+        raise ProtocolError("bad_message", "nested too deeply")
     try:
         data = json.loads(text)
-    except ValueError:
+    except Exception:  # invalid JSON, ints over Python's digit limit, RecursionError
         raise ProtocolError("bad_message", "invalid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "a message must be a JSON object")
@@ -176,10 +193,7 @@ def parse_client_message(text: str) -> ClientMessage:
         if kind == "unsubscribe":
             message = Unsubscribe(names)
         else:
-            since = data.get("since")
-            if since is not None and (not isinstance(since, str | int) or isinstance(since, bool)):
-                raise ProtocolError("bad_message", "field 'since' must be a string")
-            message = Subscribe(names, None if since is None else str(since))
+            message = Subscribe(names, _since(data.get("since")))
         if invalid:
             raise ProtocolError(
                 "invalid_subscription",
@@ -196,3 +210,23 @@ def _subscriptions(value: object) -> tuple[tuple[str, ...], list[str]]:
         raise ProtocolError("bad_message", "field 'subscriptions' must be a list of strings")
     valid = tuple(dict.fromkeys(v for v in value if v in SUBSCRIPTIONS))
     return valid, [v for v in value if v not in SUBSCRIPTIONS]
+
+
+def _too_deep(text: str) -> bool:
+    # Counting is cheap (C speed); only text with that many brackets is looked at
+    # closely, and then only its brackets outside strings.
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_NESTING.__getitem__, brackets)), default=0) > MAX_DEPTH
+
+
+def _since(value: object) -> str | None:
+    """``since`` as the digits of an audit action id (a string, or a non-negative int)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _AUDIT_ID.fullmatch(value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_AUDIT_ID:
+        return str(value)
+    raise ProtocolError("bad_message", "field 'since' must be an audit action id")

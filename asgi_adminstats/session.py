@@ -7,7 +7,7 @@ notifications) and what it needs to know comes in as arguments.
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +19,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import protocol
 from ._eager import start_eagerly
+from ._logging import get_logger
+from .admission import PendingBudget
 from .auth import AuthError, Identity, TokenVerifier, offered_token
 from .auth.errors import EXPIRED
 from .deadlines import Expiry, Heartbeat
@@ -31,15 +33,16 @@ from .settings import Settings
 
 __all__ = ["Session"]
 
-logger = logging.getLogger("asgi_adminstats.session")
+logger = get_logger("asgi_adminstats.session")
 #: One line per accept, rejection and close: subject, client address, never the token.
-connections = logging.getLogger("asgi_adminstats.connections")
+connections = get_logger("asgi_adminstats.connections")
 
 _GONE = (WebSocketDisconnect, OSError)
 _REPLAY_LIMIT = 100
 Replay = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
 _SERVER_FULL = "try again later: server full"
 _SUBJECT_FULL = "try again later: too many connections for this user"
+_PENDING_FULL = "try again later: too many pending connections"
 
 
 class Session:
@@ -115,35 +118,47 @@ class Session:
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
         self.client_close_code: int | None = None
 
-    async def run(self) -> None:
+    async def run(self, pending: PendingBudget | None = None) -> None:
+        """Serve the socket to its end; ``pending`` bounds those waiting for an ``auth``
+        message (None: no bound)."""
         self._hub.sockets += 1  # authenticated or not: every open socket counts
         try:
-            await self._run()
+            await self._run(pending)
         except _GONE:
             logger.debug("connection %s: the client left mid-handshake", self.id)
         finally:
             self._hub.sockets -= 1
 
-    async def _run(self) -> None:
+    async def _run(self, pending: PendingBudget | None) -> None:
         settings = self._settings
         offer = offered_token(
             self._ws.scope, cookie=settings.token_cookie, query=settings.allow_query_token
         )
         await self._ws.accept(subprotocol=offer.subprotocol)
-        if self._hub.sockets > settings.max_connections:
-            await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SERVER_FULL), "capacity")
-            return
         outcome: Identity | tuple[Close, str] | None
         if offer.token is not None:
+            # Verified at once, in the verifier's bounded time: no slot to wait in, so a
+            # full pending budget never keeps out an admin whose token came with the
+            # handshake (the browser's subprotocol, a header, a cookie).
             outcome = await self._verify(offer.token)
         else:
-            outcome = await self._authenticate_first_message()
+            slot = pending.take(self._ip) if pending is not None else contextlib.nullcontext()
+            if slot is None:
+                await self._refuse_pending()
+                return
+            with slot:
+                outcome = await self._authenticate_first_message()
         if outcome is None:
             connections.info("connection abandoned: client=%s left before authenticating", self._ip)
             self._tally.attempts["abandoned", "-"] += 1
             return
         if isinstance(outcome, tuple):
             await self._reject(*outcome)
+            return
+        # Authenticated sessions only: pending sockets have their own budget.
+        if len(self._hub) >= settings.max_connections:
+            self._identify(outcome)
+            await self._reject(Close.of(CloseCode.TRY_AGAIN_LATER, _SERVER_FULL), "capacity")
             return
         if self._hub.count_subject(outcome.sub) >= settings.max_connections_per_subject:
             self._identify(outcome)
@@ -182,6 +197,16 @@ class Session:
             time.monotonic() - started,
         )
 
+    async def _refuse_pending(self) -> None:
+        # Accepted first, like every refusal after the upgrade: a client can tell 1013
+        # (back off) from a network fault. No subject: no token was read.
+        close = Close.of(CloseCode.TRY_AGAIN_LATER, _PENDING_FULL)
+        connections.info(
+            "connection rejected: reason=pending client=%s code=%s", self._ip, close.code
+        )
+        self._tally.attempts["rejected", "pending"] += 1
+        await self._close(close)
+
     async def _reject(self, close: Close, category: str) -> None:
         connections.info(
             "connection rejected: reason=%s sub=%s client=%s code=%s",
@@ -198,6 +223,17 @@ class Session:
             return await self._verifier.verify(token)
         except AuthError as exc:
             return Close(int(exc.code), exc.reason), exc.category
+        except Exception as exc:
+            return self._failed("verifying a token", exc)
+
+    def _failed(self, doing: str, exc: Exception) -> tuple[Close, str]:
+        """An unexpected failure before the session is served: close 1011, one line.
+
+        The exception's class only: its text, or a traceback's locals, may hold the
+        client's input or the token.
+        """
+        logger.error("connection %s: %s failed: %s", self.id, doing, type(exc).__name__)
+        return Close.of(CloseCode.INTERNAL_ERROR), "internal"
 
     def _identify(self, identity: Identity) -> None:
         self.sub, self._exp = identity.sub, identity.exp
@@ -237,6 +273,10 @@ class Session:
                 return await self._verify(parsed.token)
         except TimeoutError:
             return Close.of(CloseCode.TIMEOUT, "timeout: no auth message"), "auth_timeout"
+        except _GONE:
+            raise  # the client left: run() logs it
+        except Exception as exc:
+            return self._failed("authenticating", exc)
 
     async def _serve(self) -> Close | None:
         """Read until the client leaves or a close is asked for (by the heartbeat, the
@@ -398,10 +438,8 @@ class Session:
 
     async def _replay_since(self, since: str) -> None:
         """The audit actions after ``since`` (the last id the client saw), oldest first,
-        bounded; the client de-duplicates by id against live pushes."""
-        if not since.isdigit() or len(since) > 18:
-            self._reply_error("bad_message", "field 'since' must be an audit action id")
-            return
+        bounded; the client de-duplicates by id against live pushes. The parser let
+        only ASCII digits through (protocol._since)."""
         if self._replay is None:
             return
         try:

@@ -19,7 +19,14 @@ from urllib.parse import urlsplit
 from .protocol import SUBSCRIPTIONS
 from .queries import Queries
 
-__all__ = ["ALGORITHMS", "ENV_PREFIX", "IDENTIFIER", "Settings", "SettingsError"]
+__all__ = [
+    "ALGORITHMS",
+    "ENV_PREFIX",
+    "FORWARDED_HEADERS",
+    "IDENTIFIER",
+    "Settings",
+    "SettingsError",
+]
 
 ENV_PREFIX = "ADMINSTATS_"
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
@@ -72,10 +79,17 @@ class Settings:
     allow_query_token: bool = False
     token_refresh_margin: float = 30.0
     trusted_proxies: tuple[str, ...] = ()
+    # The one header believed from trusted_proxies (hypercorn's proxy-fix ``mode``): the
+    # other is ignored, since a proxy that does not write it passes the client's through.
+    forwarded_header: str = "x-forwarded-for"
     connect_rate: float = 5.0
     connect_burst: int = 20
     max_connections: int = 1000
     max_connections_per_subject: int = 20
+    # Sockets waiting for their first ``auth`` message have their own budget, so idle
+    # unauthenticated sockets never take an admin's place under max_connections.
+    max_pending: int = 100
+    max_pending_per_client: int = 10
     message_rate: float = 10.0
     message_burst: int = 20
     # Replaces the role rule when given: receives the verified claims.
@@ -139,6 +153,11 @@ class Settings:
         for name in _AT_LEAST_ONE:
             _require(getattr(self, name) >= 1, name, f"must be >= 1 (got {getattr(self, name)!r})")
         _require(self.jwt_leeway >= 0, "jwt_leeway", f"must be >= 0 (got {self.jwt_leeway!r})")
+        _require(
+            self.max_pending_per_client <= self.max_pending,
+            "max_pending_per_client",
+            f"({self.max_pending_per_client}) must be at most max_pending ({self.max_pending})",
+        )
         _require(
             self.heartbeat_timeout < self.heartbeat_interval,
             "heartbeat_timeout",
@@ -209,6 +228,11 @@ class Settings:
             except ValueError:
                 _require(False, "trusted_proxies", f"{proxy!r} is not an IP address or network")
         _require(
+            self.forwarded_header.lower() in FORWARDED_HEADERS,
+            "forwarded_header",
+            f"must be one of {', '.join(FORWARDED_HEADERS)} (got {self.forwarded_header!r})",
+        )
+        _require(
             self.token_cookie is None or _COOKIE_NAME.fullmatch(self.token_cookie) is not None,
             "token_cookie",
             f"is not a valid cookie name (got {self.token_cookie!r})",
@@ -268,6 +292,8 @@ ALGORITHMS = (
 )
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+#: What ``forwarded_header`` may name (RFC 7239 ``Forwarded``, or the de-facto one).
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 _POSITIVE = (
     "stats_interval",
     "heartbeat_interval",
@@ -290,6 +316,8 @@ _AT_LEAST_ONE = (
     "connect_burst",
     "max_connections",
     "max_connections_per_subject",
+    "max_pending",
+    "max_pending_per_client",
     "message_burst",
     "fanout_slice",
 )

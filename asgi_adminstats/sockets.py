@@ -10,12 +10,13 @@ set where the server listens. docs/slow-consumers.md has the measurements.
 
 from __future__ import annotations
 
-import logging
 import socket
+
+from ._logging import get_logger
 
 __all__ = ["listening_socket"]
 
-logger = logging.getLogger("asgi_adminstats")
+logger = get_logger("asgi_adminstats")
 
 
 def listening_socket(

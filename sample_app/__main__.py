@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from databases import DatabaseURL
 from starlette.applications import Starlette
 
-from asgi_adminstats import Settings, SettingsError, listening_socket, mint_token
+from asgi_adminstats import Settings, SettingsError, mint_token
+from asgi_adminstats.server import run
 from asgi_adminstats.settings import ENV_PREFIX
 
 from .app import WS_PATH, create_app
@@ -131,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='enable the dashboard\'s "Dev login" (also ADMINSTATS_DEV=1)',
     )
     parser.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxy addresses whose X-Forwarded-For uvicorn believes "
+        "(default: none, proxy headers off; or set trusted_proxies instead)",
+    )
+    parser.add_argument(
         "--no-simulate",
         dest="simulate",
         action="store_false",
@@ -154,9 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(_banner(config, args.host, args.port), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
-    # A stalled dashboard is dropped by the kernel after 30 s (docs/slow-consumers.md).
-    sock = listening_socket(args.host, args.port, user_timeout=30.0)
-    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port)).run(sockets=[sock])
+    # The recommended run: the hardened WebSocket protocol, ws_max_size following
+    # max_message_bytes, proxy headers only from --forwarded-allow-ips, and a listening
+    # socket whose stalled clients the kernel drops after 30 s (docs/slow-consumers.md).
+    run(
+        app,
+        config.settings,
+        host=args.host,
+        port=args.port,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        user_timeout=30.0,
+    )
     return 0
 
 

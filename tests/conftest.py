@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -200,5 +200,23 @@ async def start(tmp_path: Path, backend: dict[str, str]) -> AsyncIterator[Callab
             stats = AdminStats(settings, collectors=collectors)
             address = await stack.enter_async_context(serve(host(stats)))
             return stats, address
+
+        yield _start
+
+
+@pytest.fixture
+async def server_with(tmp_path: Path, backend: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
+    """``await server_with({"ws": "wsproto"}, **settings)`` -> (stats, address).
+
+    Like ``start``, with uvicorn options as the first argument.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def _start(uvicorn: Mapping[str, Any], **overrides: Any) -> tuple[AdminStats, str]:
+            settings = make_settings(tmp_path, **{**backend, **overrides})
+            await prepare_database(settings.database_url)
+            stats = AdminStats(settings)
+            addr = await stack.enter_async_context(serve(starlette_host(stats), **uvicorn))
+            return stats, addr
 
         yield _start

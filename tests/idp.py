@@ -8,7 +8,8 @@ test goes through its real HTTP clients (httpx2, authlib) and real signature che
 What tests need beyond a normal provider: request counters per endpoint (to prove the
 JWKS refetch is rate-limited and introspection is cached), :meth:`IdentityProvider.rotate`
 (key rotation without a restart), ``down`` (an outage) and ``honour_expiry`` (a lax
-provider that still calls an expired opaque token active).
+provider that still calls an expired opaque token active), and ``jwks_body`` (a hostile
+or broken provider streaming a JWKS body of its choosing).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from conftest import serve
@@ -80,6 +81,12 @@ class IdentityProvider:
         self.honour_expiry = True
         #: When set, discovery names this issuer instead of its own (an IdP mix-up).
         self.advertised_issuer: str | None = None
+        #: When set, ``/jwks`` streams this body instead (an endless body, a slow drip),
+        #: with ``jwks_headers`` (a Content-Length it does not keep, ...).
+        self.jwks_body: Callable[[], AsyncIterator[bytes]] | None = None
+        self.jwks_headers: dict[str, str] = {}
+        #: Bytes of ``jwks_body`` handed to the server so far (what the verifier made it send).
+        self.jwks_streamed = 0
         self._opaque: dict[str, dict[str, Any]] = {}
         self._base_url: str | None = None
         self.app = Starlette(
@@ -203,12 +210,27 @@ class IdentityProvider:
         self.requests["jwks"] += 1
         if (down := self._unavailable()) is not None:
             return down
+        if self.jwks_body is not None:
+            return StreamingResponse(
+                self._counted(self.jwks_body(), request),
+                media_type="application/json",
+                headers=self.jwks_headers,
+            )
         keys = [
             {**key.as_dict(private=False), "alg": alg, "use": "sig"}
             for alg, key in self.keys.items()
         ]
         assert all("d" not in key for key in keys), "a private key in the JWKS"
         return JSONResponse({"keys": keys})
+
+    async def _counted(self, body: AsyncIterator[bytes], request: Request) -> AsyncIterator[bytes]:
+        async for chunk in body:
+            # uvicorn drops what is sent after the client left, without an error: stop
+            # there, so only what reached the client's socket is counted.
+            if await request.is_disconnected():
+                return
+            yield chunk
+            self.jwks_streamed += len(chunk)
 
     async def _introspect(self, request: Request) -> Response:
         self.requests["introspect"] += 1

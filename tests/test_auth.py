@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -12,7 +14,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from asgi_adminstats import CloseCode, mint_token
+from asgi_adminstats import AuthError, CloseCode, Identity, mint_token
 
 from conftest import SECRET, client, closed, recv, token
 
@@ -75,11 +77,20 @@ async def test_wrong_issuer_and_audience(start: Any) -> None:
         assert (await recv(ws))["type"] == "connected"
 
 
-async def test_leeway_accepts_a_just_expired_token(start: Any) -> None:
+async def test_leeway_never_admits_an_expired_token(start: Any) -> None:
+    """``jwt_leeway`` is clock skew for ``nbf``/``iat``: a token whose ``exp`` has passed
+    is refused at the handshake, not accepted and closed at once (issue 15, item 8)."""
     _, addr = await start(jwt_leeway=60)
-    async with client(
-        f"ws://{addr}/admin/ws", tok=_signed(_claims(exp=int(time.time()) - 10))
-    ) as ws:
+    just_expired = _signed(_claims(exp=int(time.time()) - 10))
+    received: list[str | bytes] = []
+    async with client(f"ws://{addr}/admin/ws", tok=just_expired) as ws:
+        with contextlib.suppress(Exception):  # the close; every wait is bounded
+            async with asyncio.timeout(5):
+                received.extend([frame async for frame in ws])
+    assert received == []  # not `connected` (and a snapshot) first, as before
+    assert (ws.close_code, ws.close_reason) == (UNAUTHORIZED, "unauthorized: token expired")
+    not_yet_valid = _signed(_claims(nbf=int(time.time()) + 10))
+    async with client(f"ws://{addr}/admin/ws", tok=not_yet_valid) as ws:
         assert (await recv(ws))["type"] == "connected"
 
 
@@ -181,3 +192,45 @@ async def test_tokens_never_reach_the_logs(start: Any, caplog: pytest.LogCapture
     for tok in (good, bad):
         for part in tok.split("."):
             assert part not in server_log
+
+
+# --- claims a validly signed token may still carry (issue 15, item 6) -----------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "\ud800", "exp": 2e9},
+        {"sub": "a" * 256, "exp": 2e9},
+        {"sub": "", "exp": 2e9},
+        {"sub": 5, "exp": 2e9},
+        {"sub": None, "exp": 2e9},
+        {"sub": "alice", "exp": 10**400},
+        {"sub": "alice", "exp": -(10**400)},
+        {"sub": "alice", "exp": float("nan")},
+        {"sub": "alice", "exp": float("inf")},
+        {"sub": "alice", "exp": "2000000000"},
+        {"sub": "alice", "exp": True},
+        {"sub": "alice", "exp": [2e9]},
+        {"sub": "alice", "exp": 253_402_300_800},
+    ],
+    ids=repr,
+)
+def test_identity_refuses_claims_it_cannot_use(claims: dict[str, Any]) -> None:
+    with pytest.raises(AuthError) as err:
+        Identity.verified(claims, now=1e9)
+    assert (err.value.code, err.value.reason) == (UNAUTHORIZED, "unauthorized: invalid token")
+
+
+@pytest.mark.parametrize("exp", [1e9, 1e9 - 0.5, 0])
+def test_identity_refuses_an_exp_at_or_before_now_without_leeway(exp: float) -> None:
+    with pytest.raises(AuthError) as err:
+        Identity.verified({"sub": "alice", "exp": exp}, now=1e9)
+    assert (err.value.reason, err.value.category) == ("unauthorized: token expired", "expired")
+
+
+def test_identity_takes_the_longest_subject_and_no_exp() -> None:
+    longest = "\U0001f600" * 255  # 255 characters, 1020 UTF-8 bytes
+    identity = Identity.verified({"sub": longest, "exp": 1e9 + 1}, now=1e9)
+    assert (identity.sub, identity.exp) == (longest, 1e9 + 1)
+    assert Identity.verified({"sub": "svc"}, now=1e9).exp is None  # introspection may omit it

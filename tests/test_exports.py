@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import asgi_adminstats
@@ -15,10 +17,12 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def test_all_is_complete_and_sorted() -> None:
+    # dir(), not vars(): the uvicorn helpers (asgi_adminstats.server) load on first use.
     public = {
         name
-        for name, value in vars(asgi_adminstats).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(asgi_adminstats)
+        if not name.startswith("_")
+        and not isinstance(getattr(asgi_adminstats, name), types.ModuleType)
     }
     assert public | {"__version__"} == set(asgi_adminstats.__all__)
     assert asgi_adminstats.__all__ == sorted(asgi_adminstats.__all__, key=_isort_key)
@@ -27,3 +31,11 @@ def test_all_is_complete_and_sorted() -> None:
 def test_every_name_resolves() -> None:
     for name in asgi_adminstats.__all__:
         assert getattr(asgi_adminstats, name) is not None
+
+
+def test_importing_the_package_does_not_import_uvicorn() -> None:
+    code = (
+        "import sys, asgi_adminstats; "
+        "assert 'uvicorn' not in sys.modules, sorted(m for m in sys.modules if 'uvicorn' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from asgi_adminstats import protocol
 from asgi_adminstats.protocol import (
@@ -88,3 +93,100 @@ def test_timestamps_are_utc_with_z() -> None:
     message = protocol.server_message("pong")
     assert message["timestamp"].endswith("Z")
     assert list(message) == ["type", "timestamp"]
+
+
+# --- hostile input (issue 15, items 5 and 8) ------------------------------------------
+
+_LIMIT = 4096  # Settings().max_message_bytes: the parser never sees a longer frame
+
+
+def _deep(opener: str, closer: str, depth: int) -> str:
+    return opener * depth + closer * depth
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _deep("[", "]", 2000),  # the report: RecursionError before the fix
+        _deep('{"a":', "}", 800)[:-800] + "1" + "}" * 800,
+        '{"type": "subscribe", "subscriptions": ' + _deep("[", "]", 1500) + "}",
+        "[" * _LIMIT,  # never closed
+        '{"type": "ping", "x": ' + _deep("[", "]", 9) + "}",
+    ],
+    ids=["lists", "objects", "inside a message", "unclosed", "just over the bound"],
+)
+def test_deep_nesting_is_a_bad_message(text: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        parse_client_message(text)
+    assert err.value.code == "bad_message"
+
+
+def test_nesting_up_to_the_bound_and_brackets_in_strings_are_fine() -> None:
+    assert parse_client_message('{"type": "ping", "x": ' + _deep("[", "]", 7) + "}") == Ping()
+    quoted = '{"type": "ping", "x": "' + "[{" * 1000 + '\\"[["}'
+    assert parse_client_message(quoted) == Ping()
+
+
+@pytest.mark.parametrize("since", ["²", "٣", "１", "-1", "+1", " 1", "1 ", "", "1" * 19, "0x1"])
+def test_since_must_be_ascii_digits(since: str) -> None:
+    text = json.dumps({"type": "subscribe", "subscriptions": [], "since": since})
+    with pytest.raises(ProtocolError) as err:
+        parse_client_message(text)
+    assert err.value.code == "bad_message"
+
+
+@pytest.mark.parametrize("since", [-1, 10**18, 10**400 // 10**300, 1.0, 1e999, [], {}])
+def test_since_number_must_be_a_non_negative_id(since: object) -> None:
+    text = json.dumps({"type": "subscribe", "subscriptions": [], "since": since})
+    with pytest.raises(ProtocolError) as err:
+        parse_client_message(text)
+    assert err.value.code == "bad_message"
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"), [("0", "0"), ("0123", "0123"), ("9" * 18, "9" * 18), (42, "42")]
+)
+def test_since_accepts_audit_ids(since: object, expected: str) -> None:
+    text = json.dumps({"type": "subscribe", "subscriptions": ["stats"], "since": since})
+    assert parse_client_message(text) == Subscribe(("stats",), expected)
+
+
+_ANY_CHAR = st.characters(exclude_categories=())  # surrogates and controls included
+_FRAGMENTS = st.sampled_from(
+    [
+        "{", "}", "[", "]", ",", ":", '"', "\\", '"type"', '"ping"', '"auth"', '"token"',
+        '"subscribe"', '"subscriptions"', '"since"', '"stats"', "1e999", "-1e999", "NaN",
+        "Infinity", "-0", "9" * 5000, "1" * 4301, "true", "null", "\\ud800", '"\\ud800"',
+        "\x00", "\u2028", "²", "٣", " ", "\n",
+    ]
+)  # fmt: skip
+_MESSAGE_FIELDS = st.dictionaries(
+    st.sampled_from(["type", "token", "subscriptions", "since", "x"]),
+    st.sampled_from(["ping", "auth", "subscribe", "unsubscribe", "stats", "²", "\ud800", ""])
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | st.lists(st.text(_ANY_CHAR, max_size=5), max_size=3),
+    max_size=4,
+)
+_HOSTILE_TEXT = st.one_of(
+    st.text(_ANY_CHAR, max_size=_LIMIT),
+    st.lists(_FRAGMENTS, max_size=400).map("".join),
+    _MESSAGE_FIELDS.map(lambda fields: json.dumps(fields, ensure_ascii=False)),
+    st.builds(
+        lambda opener, depth, inner: (opener * depth + inner)[:_LIMIT],
+        st.sampled_from(["[", '{"a":', '{"type":"subscribe","subscriptions":[']),
+        st.integers(0, _LIMIT),
+        st.text(_ANY_CHAR, max_size=20),
+    ),
+)
+
+
+@hsettings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_HOSTILE_TEXT)
+def test_parser_raises_nothing_but_protocol_error(text: str) -> None:
+    """Whatever a frame under ``max_message_bytes`` holds, the parser returns a message
+    or raises ProtocolError, and the error it answers with can be sent (UTF-8)."""
+    try:
+        parse_client_message(text)
+    except ProtocolError as exc:
+        protocol.encode(protocol.error(exc.code, exc.message)).encode()

@@ -2,27 +2,80 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import CloseCode
 from ..settings import Settings
+from .errors import EXPIRED, AuthError, invalid
 
-__all__ = ["Identity", "is_admin", "scopes_of"]
+__all__ = ["MAX_EXP", "MAX_SUBJECT", "Identity", "is_admin", "scopes_of"]
+
+#: OIDC Core allows a ``sub`` of up to 255 ASCII characters; the same bound for any text.
+MAX_SUBJECT = 255
+#: 9999-12-31T23:59:59Z, the last second a ``datetime`` (so ``token_expiring``) can show.
+MAX_EXP = 253_402_300_799
 
 
 @dataclass(frozen=True)
 class Identity:
     """A verified admin: the subject, when the token expires, and the claims (kept
-    server-side only)."""
+    server-side only). Made by :meth:`verified`, the one place claims are checked."""
 
     sub: str
     claims: Mapping[str, Any] = field(repr=False)
 
+    @classmethod
+    def verified(cls, claims: Mapping[str, Any], *, now: float | None = None) -> Identity:
+        """The identity in claims whose signature (or introspection) already checked out.
+
+        A validly signed token may still carry claims this server cannot use: a ``sub``
+        that is not a non-empty string of at most ``MAX_SUBJECT`` characters encodable as
+        UTF-8 (a lone surrogate cannot be sent in ``connected``), an ``exp`` that is not
+        a finite number in [0, ``MAX_EXP``] (10**400 overflows a float). Those raise
+        4401 "invalid token"; an ``exp`` at or before ``now`` raises 4401 "token
+        expired": no leeway on expiry, so a token is never accepted only to be closed
+        at once (``jwt_leeway`` is for ``nbf``/``iat`` clock skew).
+        """
+        sub = claims.get("sub")
+        if not _usable_subject(sub):
+            raise invalid()
+        try:
+            exp = _expiry(claims.get("exp"))
+        except ValueError:
+            raise invalid() from None
+        if exp is not None and exp <= (time.time() if now is None else now):
+            raise AuthError(CloseCode.UNAUTHORIZED, EXPIRED, "expired")
+        assert isinstance(sub, str)
+        return cls(sub=sub, claims=claims)
+
     @property
     def exp(self) -> float | None:
-        exp = self.claims.get("exp")
-        return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+        """When the token expires (None: it does not say); ValueError for an ``exp``
+        that :meth:`verified` refuses."""
+        return _expiry(self.claims.get("exp"))
+
+
+def _usable_subject(sub: object) -> bool:
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUBJECT:
+        return False
+    try:
+        sub.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _expiry(exp: object) -> float | None:
+    if exp is None:
+        return None
+    # Compared before float(), which raises OverflowError for an int like 10**400; NaN
+    # and the infinities fail the comparison too.
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 <= exp <= MAX_EXP:
+        raise ValueError("exp must be a number of seconds in [0, MAX_EXP]")
+    return float(exp)
 
 
 def scopes_of(claims: Mapping[str, Any]) -> set[str]:

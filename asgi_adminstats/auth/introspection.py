@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import OrderedDict
 from typing import Any
 
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from .._logging import get_logger
 from ..protocol import CloseCode
 from ..settings import Settings
 from .errors import UNAVAILABLE, AuthError, invalid
@@ -17,7 +17,7 @@ from .identity import Identity
 
 __all__ = ["Introspector"]
 
-logger = logging.getLogger("asgi_adminstats.auth")
+logger = get_logger("asgi_adminstats.auth")
 _CACHE_SIZE = 10_000
 _TIMEOUT = 5.0
 
@@ -44,24 +44,19 @@ class Introspector:
         cached = self._cache.get(key)
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(key)
-            claims = cached[0]
-        else:
-            self._cache.pop(key, None)
-            claims = await self._introspect(token)
-            exp = claims.get("exp")
-            until = now + self._ttl
-            if isinstance(exp, int | float):
-                until = min(until, float(exp))  # never cached past the token's own expiry
-            self._cache[key] = (claims, until)
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            return Identity.verified(cached[0], now=now)
+        self._cache.pop(key, None)
+        claims = await self._introspect(token)
         sub = claims.get("sub") or claims.get("username")
-        if not isinstance(sub, str) or not sub:
-            raise invalid()
-        exp = claims.get("exp")
-        if isinstance(exp, int | float) and exp <= now:
-            raise AuthError(CloseCode.UNAUTHORIZED, "unauthorized: token expired", "expired")
-        return Identity(sub=sub, claims={**claims, "sub": sub})
+        # Checked before caching: only a usable identity is remembered.
+        identity = Identity.verified({**claims, "sub": sub}, now=now)
+        until = now + self._ttl
+        if identity.exp is not None:
+            until = min(until, identity.exp)  # never cached past the token's own expiry
+        self._cache[key] = (dict(identity.claims), until)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return identity
 
     async def _introspect(self, token: str) -> dict[str, Any]:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import math
 import warnings
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
+from .._logging import get_logger
 from ..protocol import CloseCode
 from ..settings import Settings
 from .errors import EXPIRED, UNAVAILABLE, AuthError, invalid
@@ -21,7 +21,7 @@ from .keys import KEY_TYPES, Key, RemoteJWKS, StaticKeys
 
 __all__ = ["JWTVerifier", "allowed_algorithms"]
 
-logger = logging.getLogger("asgi_adminstats.auth")
+logger = get_logger("asgi_adminstats.auth")
 _MAX_HEADER = 2048
 
 
@@ -97,10 +97,7 @@ class JWTVerifier:
             # The error class says why (bad signature, wrong issuer, ...); never the token.
             logger.info("token rejected: %s", type(exc).__name__)
             raise invalid() from None
-        sub = decoded.claims.get("sub")
-        if not isinstance(sub, str) or not sub:
-            raise invalid()
-        return Identity(sub=sub, claims=decoded.claims)
+        return Identity.verified(decoded.claims)
 
     async def _key(self, alg: str, kid: str | None) -> Key | None:
         kty = KEY_TYPES[alg]

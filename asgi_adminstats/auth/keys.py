@@ -9,7 +9,7 @@ identity provider, while a real key rotation is picked up without a restart.
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
 import time
 from typing import Any
 
@@ -17,11 +17,12 @@ import httpx2
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
+from .._logging import get_logger
 from ..settings import Settings
 
 __all__ = ["KEY_TYPES", "Key", "RemoteJWKS", "StaticKeys"]
 
-logger = logging.getLogger("asgi_adminstats.auth")
+logger = get_logger("asgi_adminstats.auth")
 
 Key = OctKey | RSAKey | ECKey | OKPKey
 
@@ -131,11 +132,27 @@ class RemoteJWKS:
         return jwks_uri
 
     async def _get_json(self, url: str) -> dict[str, Any]:
-        response = await self._client.get(url, timeout=_FETCH_TIMEOUT)
-        response.raise_for_status()
-        if len(response.content) > _MAX_JWKS_BYTES:
-            raise ValueError(f"{url} answered {len(response.content)} bytes")
-        data = response.json()
+        # One deadline for the whole fetch: the client's timeout bounds each read, so a
+        # provider dripping a byte at a time would otherwise hold the lock forever.
+        async with asyncio.timeout(_FETCH_TIMEOUT):
+            body = await self._get_bounded(url)
+        data = json.loads(body)
         if not isinstance(data, dict):
             raise ValueError(f"{url} did not answer a JSON object")
         return data
+
+    async def _get_bounded(self, url: str) -> bytes:
+        """The body, streamed and refused as soon as it passes ``_MAX_JWKS_BYTES``
+        (decoded: a compressed bomb stops there too), or at once when the declared
+        ``Content-Length`` already does."""
+        async with self._client.stream("GET", url, timeout=_FETCH_TIMEOUT) as response:
+            response.raise_for_status()
+            declared = response.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > _MAX_JWKS_BYTES:
+                raise ValueError(f"{url} declared a body over {_MAX_JWKS_BYTES} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _MAX_JWKS_BYTES:
+                    raise ValueError(f"{url} answered over {_MAX_JWKS_BYTES} bytes")
+        return bytes(body)

@@ -7,7 +7,6 @@ silently deaf. Subclasses provide the engine-specific parts (open, subscribe, wa
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -17,11 +16,12 @@ from typing import Any
 from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
 
+from .._logging import get_logger
 from ..protocol import utc_timestamp
 
 __all__ = ["BusStatus", "HealingBackend", "backoff_delay"]
 
-logger = logging.getLogger("asgi_adminstats.bus")
+logger = get_logger("asgi_adminstats.bus")
 
 #: Events waiting for broadcaster's listener; past this the oldest are dropped (a
 #: snapshot is replaced by the next one and audit actions are replayed from the table).

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._logging import get_logger
 from ..protocol import utc_timestamp
 from .base import Collector, CollectorFailure
 
 __all__ = ["StatsEngine", "empty_snapshot"]
 
-logger = logging.getLogger("asgi_adminstats.stats")
+logger = get_logger("asgi_adminstats.stats")
 
 
 def empty_snapshot() -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""A server in its own process, so that a test can read its RSS (tests/test_server.py).
+
+    python tests/server_script.py --port P --db PATH [--uvicorn CONFIG]
+
+CONFIG: recommended (the default), defaults, wsproto or websockets.
+
+``recommended`` serves through ``asgi_adminstats.server.run`` (the hardened protocol,
+``ws_max_size`` from the settings, proxy headers off, ``listening_socket``); the others
+are ``uvicorn.Config(app, host, port)`` with uvicorn's plain defaults (and ``--ws``).
+Settings come from ``ADMINSTATS_*`` variables (``ADMINSTATS_JWT_SECRET`` at least).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from asgi_adminstats import AdminStats, Settings
+from asgi_adminstats.server import run
+
+from conftest import prepare_database  # python puts tests/ first on sys.path
+
+CONFIGS = ("recommended", "defaults", "wsproto", "websockets")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM when the test or bench that started this dies, so none outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent was gone before prctl took effect
+        raise SystemExit(1)
+
+
+def main() -> None:
+    _die_with_parent()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--uvicorn", choices=CONFIGS, default="recommended")
+    args = parser.parse_args()
+    settings = Settings.from_env(database_url=f"sqlite:///{args.db}")
+    asyncio.run(prepare_database(settings.database_url))
+    stats = AdminStats(settings)
+    app = Starlette(routes=[Mount("/admin/ws", app=stats)], lifespan=stats.lifespan)
+    if args.uvicorn == "recommended":
+        run(app, settings, port=args.port, log_level="warning")
+        return
+    ws = "auto" if args.uvicorn == "defaults" else args.uvicorn
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, ws=ws, log_level="warning")
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
