@@ -1,4 +1,4 @@
-"""What a client without a token can cost the server: the recommended run vs uvicorn's defaults.
+"""What a client without a token can cost the server: the recommended run vs plain servers.
 
     python bench/unauth_cost.py          # about 6 minutes: bench/results/unauth_cost.*
     python bench/unauth_cost.py --smoke  # a few seconds of each; prints only (unless --out)
@@ -7,7 +7,8 @@ Servers: ``tests/server_script.py`` in its own process on 127.0.0.1, ``recommend
 (``asgi_adminstats.server.run``: the hardened WebSocket protocol, ``ws_max_size`` from
 ``max_message_bytes``, proxy headers off, ``listening_socket``), ``defaults``
 (``uvicorn.Config(app, host, port)``), and ``wsproto`` and ``websockets`` (the same
-with that ``--ws``; full runs only, or ``--configs``). Every measurement gets a fresh
+with that ``--ws``; full runs only, or ``--configs``), and ``hypercorn`` with its
+defaults. Every measurement gets a fresh
 server. Clients are raw sockets writing frames by hand, loopback only, every loop
 bounded:
 
@@ -54,12 +55,13 @@ SCRIPT = ROOT / "tests" / "server_script.py"
 RESULTS = ROOT / "bench" / "results" / "unauth_cost"
 ORIGIN = "http://bench.example.com"
 MIB = 1 << 20
-CONFIGS = ("recommended", "defaults", "wsproto", "websockets")
+CONFIGS = ("recommended", "defaults", "wsproto", "websockets", "hypercorn")
 HEADINGS = {
     "recommended": "recommended run",
     "defaults": "uvicorn plain defaults",
     "wsproto": "uvicorn --ws wsproto",
     "websockets": "uvicorn --ws websockets",
+    "hypercorn": "hypercorn defaults",
 }
 
 
@@ -191,7 +193,7 @@ class Server:
             **self.env,
         )
         db = self.tmp / f"{self.config}-{self.port}.db"
-        args = ["--port", str(self.port), "--db", str(db), "--uvicorn", self.config]
+        args = ["--port", str(self.port), "--db", str(db), "--server", self.config]
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, str(SCRIPT), *args, env=environ, stderr=asyncio.subprocess.DEVNULL
         )
@@ -421,7 +423,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    versions = {p: importlib.metadata.version(p) for p in ("uvicorn", "websockets", "uvloop")}
+    versions = {
+        p: importlib.metadata.version(p) for p in ("uvicorn", "websockets", "uvloop", "hypercorn")
+    }
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -499,7 +503,7 @@ def main() -> int:
         "--configs",
         nargs="+",
         choices=CONFIGS,
-        help="uvicorn configurations to measure (default: all; smoke: recommended, defaults)",
+        help="server configurations to measure (default: all; smoke: recommended, defaults)",
     )
     parser.add_argument(
         "--out",

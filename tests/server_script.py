@@ -1,12 +1,13 @@
 """A server in its own process, so that a test can read its RSS (tests/test_server.py).
 
-    python tests/server_script.py --port P --db PATH [--uvicorn CONFIG]
+    python tests/server_script.py --port P --db PATH [--server CONFIG]
 
-CONFIG: recommended (the default), defaults, wsproto or websockets.
+CONFIG: recommended (the default), defaults, wsproto, websockets or hypercorn.
 
 ``recommended`` serves through ``asgi_adminstats.server.run`` (the hardened protocol,
-``ws_max_size`` from the settings, proxy headers off, ``listening_socket``); the others
-are ``uvicorn.Config(app, host, port)`` with uvicorn's plain defaults (and ``--ws``).
+``ws_max_size`` from the settings, proxy headers off, ``listening_socket``); defaults,
+wsproto and websockets are ``uvicorn.Config(app, host, port)`` with uvicorn's plain
+defaults (and that ``--ws``); hypercorn is hypercorn with its defaults.
 Settings come from ``ADMINSTATS_*`` variables (``ADMINSTATS_JWT_SECRET`` at least).
 """
 
@@ -19,6 +20,8 @@ import ctypes
 import os
 import signal
 
+import hypercorn.asyncio
+import hypercorn.config
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -28,7 +31,7 @@ from asgi_adminstats.server import run
 
 from conftest import prepare_database  # python puts tests/ first on sys.path
 
-CONFIGS = ("recommended", "defaults", "wsproto", "websockets")
+CONFIGS = ("recommended", "defaults", "wsproto", "websockets", "hypercorn")
 
 
 def _die_with_parent() -> None:
@@ -44,16 +47,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)
-    parser.add_argument("--uvicorn", choices=CONFIGS, default="recommended")
+    parser.add_argument("--server", choices=CONFIGS, default="recommended")
     args = parser.parse_args()
     settings = Settings.from_env(database_url=f"sqlite:///{args.db}")
     asyncio.run(prepare_database(settings.database_url))
     stats = AdminStats(settings)
     app = Starlette(routes=[Mount("/admin/ws", app=stats)], lifespan=stats.lifespan)
-    if args.uvicorn == "recommended":
+    if args.server == "recommended":
         run(app, settings, port=args.port, log_level="warning")
         return
-    ws = "auto" if args.uvicorn == "defaults" else args.uvicorn
+    if args.server == "hypercorn":
+        hypercorn_config = hypercorn.config.Config()
+        hypercorn_config.bind = [f"127.0.0.1:{args.port}"]
+        asyncio.run(hypercorn.asyncio.serve(app, hypercorn_config))  # type: ignore[arg-type]
+        return
+    ws = "auto" if args.server == "defaults" else args.server
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, ws=ws, log_level="warning")
     uvicorn.Server(config).run()
 

@@ -108,7 +108,7 @@ async def server_process(
         ADMINSTATS_INSTANCE_NAME="flooded",
         **env,
     )
-    args = ["--port", str(port), "--db", str(tmp_path / "s.db"), "--uvicorn", config]
+    args = ["--port", str(port), "--db", str(tmp_path / "s.db"), "--server", config]
     proc = await asyncio.create_subprocess_exec(sys.executable, str(SCRIPT), *args, env=environ)
     try:
         addr = f"127.0.0.1:{port}"
