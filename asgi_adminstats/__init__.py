@@ -7,6 +7,7 @@ from .audit import AUDIT_FIELDS
 from .auth import AuthError, Identity
 from .bus import PayloadTooLarge
 from .cli import mint_token
+from .errors import AdminStatsError
 from .middleware import AdminStatsMiddleware
 from .protocol import PROTOCOL, CloseCode
 from .queries import Queries
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "PROTOCOL",
     "AdminStats",
+    "AdminStatsError",
     "AdminStatsMiddleware",
     "AuthError",
     "CloseCode",

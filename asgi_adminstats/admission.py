@@ -101,13 +101,15 @@ class Admission:
     def client_ip(self, scope: Scope) -> str:
         return client_ip(scope, self._trusted, self._header)
 
-    async def screen(self, websocket: WebSocket, ip: str) -> bool:
-        """Origin, then the attempt rate: False once refused (answered, logged, counted)."""
+    async def admit(self, websocket: WebSocket) -> str | None:
+        """Origin, then the attempt rate: the client address if admitted, None once
+        refused (answered, logged, counted). The pending budget is the session's."""
+        ip = self.client_ip(websocket.scope)
         if not self._origins.allows(websocket.scope):
             connections.info("connection rejected: reason=origin client=%s code=403", ip)
             self._tally.attempts["rejected", "origin"] += 1
             await deny(websocket, 403, "forbidden origin")
-            return False
+            return None
         wait = self._attempts.attempt(ip)
         if wait is not None:
             connections.info("connection rejected: reason=rate client=%s code=429", ip)
@@ -115,8 +117,8 @@ class Admission:
             await deny(
                 websocket, 429, "too many connection attempts", headers={"Retry-After": str(wait)}
             )
-            return False
-        return True
+            return None
+        return ip
 
 
 async def deny(

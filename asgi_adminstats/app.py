@@ -6,27 +6,27 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from broadcaster import Broadcast
 from databases import Database
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from ._endpoints import Endpoints, health_report
 from ._logging import get_logger
 from ._routing import route_bare_paths, route_path
 from .admission import Admission, deny
 from .audit import AuditLog, PendingActions
 from .audit_feed import AuditFeed
-from .auth import AuthError, Identity, TokenVerifier
+from .auth import Identity, TokenVerifier
 from .backends import BusStatus, create_broadcast, engine_of, masked_url
 from .bus import Bus
 from .cluster import Presence, Producer
+from .errors import AdminStatsError
 from .hub import Hub
 from .leader import create_lease
-from .metrics import CONTENT_TYPE, Metrics, State
+from .metrics import Metrics, State
 from .outbox import Close
 from .protocol import CloseCode
 from .schema import audit_trigger_installed, install_audit_trigger
@@ -52,22 +52,11 @@ _NOT_STARTED = (
 )
 
 
-_STATIC = Path(__file__).parent / "static"
-_CLIENT_FILES = {
-    "/client.js": "adminstats.js",
-    "/adminstats.js": "adminstats.js",  # what the hook imports as "./adminstats.js"
-    "/use-admin-websocket.js": "use-admin-websocket.js",
-}
-
-
-_PROTECTED = ("/health", "/metrics")
-
-
-class NotStartedError(RuntimeError):
+class NotStartedError(AdminStatsError, RuntimeError):
     """An operation that needs a started component ran before ``startup()``."""
 
 
-class StartupError(RuntimeError):
+class StartupError(AdminStatsError, RuntimeError):
     """The component cannot start; the message names the setting at fault."""
 
 
@@ -98,19 +87,20 @@ class AdminStats:
             observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
         )
         self.audit = AuditLog(self.database, settings.queries)
-        self.feed = AuditFeed(self.audit, self.hub)
         self._verifier = TokenVerifier(settings)
         self._admission = Admission(settings, self.metrics.tally)
         engine = engine_of(settings.broadcast_url)
         owns_bus = broadcast is None
+        backend = None
         if broadcast is None:
             broadcast, self.bus_status, backend = create_broadcast(settings)
-            if backend is not None:
-                backend.on_down(self._bus_down)
-                backend.on_reconnect(self._bus_up)
         else:
             self.bus_status = BusStatus(engine)  # the host's Broadcast: its health is theirs
         self._bus = Bus(broadcast, engine=engine, prefix=settings.channel_prefix, owned=owns_bus)
+        self.feed = AuditFeed(self.audit, self.hub, self._bus)
+        if backend is not None:
+            backend.on_down(self.feed.bus_down)
+            backend.on_reconnect(self.feed.bus_up)
         deadline = settings.collector_deadline
         self._db_collectors = (
             DatabaseHealthCollector(
@@ -140,6 +130,9 @@ class AdminStats:
         self._bus.on("audit", self.feed.on_bus)
         self._bus.on("presence", presence.on_report)
         self.metrics.watch(self._metric_state)
+        self._endpoints = Endpoints(
+            settings, self._verifier, health=self.health, metrics=self.metrics.render
+        )
         self._trigger_pushes = False
         self._tick_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -268,7 +261,7 @@ class AdminStats:
         if not self.started:
             raise NotStartedError(_NOT_STARTED)
         data = await self.audit.insert(action, admin, target_type, target_id)
-        await self._push_action(data)
+        await self.feed.publish(data, by_trigger=self._trigger_pushes)
         return data
 
     @contextlib.asynccontextmanager
@@ -288,13 +281,7 @@ class AdminStats:
         async with self.database.transaction():
             yield pending
         for data in pending.actions:
-            await self._push_action(data)
-
-    async def _push_action(self, data: dict[str, Any]) -> None:
-        """A committed action: to this instance's clients now, to the others by the bus."""
-        self.feed.push(data)
-        if not self._trigger_pushes and not await self._bus.publish_quietly("audit", data["id"]):
-            self.feed.unpublished.append(int(data["id"]))  # published again on reconnect
+            await self.feed.publish(data, by_trigger=self._trigger_pushes)
 
     async def authenticate(self, token: str) -> Identity:
         """Verify an admin token as the WebSocket does (for the host's own admin routes).
@@ -314,35 +301,16 @@ class AdminStats:
         )
         self._trigger_pushes = self._bus_shares_database()
 
-    async def _bus_down(self) -> None:
-        self.feed.bus_down()
-
-    async def _bus_up(self) -> None:
-        await self.feed.bus_up()
-        while self.feed.unpublished:
-            action_id = self.feed.unpublished.popleft()
-            if not await self._bus.publish_quietly("audit", str(action_id)):
-                self.feed.unpublished.appendleft(action_id)
-                break
-
     def health(self) -> dict[str, Any]:
         """What ``<mount>/health`` answers: never secrets, only states and counts."""
-        latest = self.hub.latest_data()
-        database = (latest or {}).get("system", {}).get("database", {}).get("status")
-        ok = self.started and self.bus_status.up and database in ("healthy", "degraded")
-        return {
-            "status": "ok" if ok else "degraded",
-            "instance": self.settings.instance_name,
-            "connections": len(self.hub),
-            "bus": self.bus_status.as_dict(),
-            "database": database,
-            "producer": {
-                "leading": self.producer.leading,
-                "lastSeen": (latest or {}).get("meta", {}).get("instance"),
-                "snapshots": self.producer.ticks,
-            },
-            "statsQueries": sum(c.queries for c in self._db_collectors),
-        }
+        return health_report(
+            started=self.started,
+            instance=self.settings.instance_name,
+            hub=self.hub,
+            bus=self.bus_status,
+            producer=self.producer,
+            stats_queries=sum(c.queries for c in self._db_collectors),
+        )
 
     def _metric_state(self) -> State:
         return State(
@@ -364,25 +332,24 @@ class AdminStats:
             await self._serve_lifespan(receive, send)
             return
         path = route_path(scope)
-        at_root = path in ("", "/")
         if scope["type"] == "http":
-            await self._serve_http(path, at_root, scope, receive, send)
+            await self._endpoints(path, scope, receive, send)
             return
         if scope["type"] != "websocket":
             return
         websocket = WebSocket(scope, receive, send)
-        if not at_root:
+        if path not in ("", "/"):
             await deny(websocket, 404, "not found")
         elif not self.started:
             logger.error(_NOT_STARTED)
             self.metrics.tally.attempts["rejected", "not_started"] += 1
             await deny(websocket, 503, "adminstats is not started (see the server log)")
         else:
-            await self._serve_websocket(websocket, scope, send)
+            await self._serve_websocket(websocket, send)
 
-    async def _serve_websocket(self, websocket: WebSocket, scope: Scope, send: Send) -> None:
-        ip = self._admission.client_ip(scope)
-        if not await self._admission.screen(websocket, ip):
+    async def _serve_websocket(self, websocket: WebSocket, send: Send) -> None:
+        ip = await self._admission.admit(websocket)
+        if ip is None:
             return
         await Session(
             websocket,
@@ -394,62 +361,6 @@ class AdminStats:
             replay=self.audit.since,
             send=send,
         ).run(pending=self._admission.pending)
-
-    async def _serve_http(
-        self, path: str, at_root: bool, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        response: Response
-        if at_root:
-            response = PlainTextResponse(
-                "426 Upgrade Required: connect with a WebSocket",
-                status_code=426,
-                headers={"Upgrade": "websocket"},
-            )
-        elif path in _PROTECTED and self._endpoint_on(path):
-            response = await self._protected(scope, path)
-        elif path in _CLIENT_FILES:
-            # The browser client and the React hook, next to the endpoint they talk to.
-            response = FileResponse(
-                _STATIC / _CLIENT_FILES[path],
-                media_type="text/javascript",
-                headers={"Cache-Control": "no-cache"},
-            )
-        else:
-            response = PlainTextResponse("Not Found", status_code=404)
-        await response(scope, receive, send)
-
-    def _endpoint_on(self, path: str) -> bool:
-        if path == "/health":
-            return self.settings.health_endpoint
-        return self.settings.metrics_endpoint
-
-    async def _protected(self, scope: Scope, path: str) -> Response:
-        """``/health`` or ``/metrics``, behind the admin token when ``protect_endpoints``."""
-        if self.settings.protect_endpoints:
-            denied = await self._check_admin(scope)
-            if denied is not None:
-                return denied
-        headers = {"Cache-Control": "no-store"}
-        if path == "/health":
-            return JSONResponse(self.health(), headers=headers)
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE, headers=headers)
-
-    async def _check_admin(self, scope: Scope) -> Response | None:
-        challenge = {"WWW-Authenticate": 'Bearer realm="adminstats"', "Cache-Control": "no-store"}
-        token = None
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                scheme, _, credentials = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and credentials.strip():
-                    token = credentials.strip()
-        if token is None:
-            return PlainTextResponse("401 Unauthorized: missing token", 401, headers=challenge)
-        try:
-            await self._verifier.verify(token)
-        except AuthError as exc:
-            status = 403 if exc.code == CloseCode.FORBIDDEN else 401
-            return PlainTextResponse(f"{status} {exc.reason}", status, headers=challenge)
-        return None
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         """Lifespan when this app is the server's top-level app."""

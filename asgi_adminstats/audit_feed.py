@@ -2,7 +2,8 @@
 
 The bus carries only ids (a PostgreSQL trigger can send them from any writer); every
 instance reads and redacts the row itself. After a bus outage the instance replays what
-it missed from the audit table, the source of truth.
+it missed from the audit table, the source of truth, and publishes again the ids of its
+own actions that the bus could not take meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from . import protocol
 from ._logging import get_logger
 from .audit import AuditLog
+from .bus import Bus
 from .hub import Hub
 
 __all__ = ["AuditFeed"]
@@ -20,18 +22,18 @@ __all__ = ["AuditFeed"]
 logger = get_logger("asgi_adminstats.audit")
 
 _REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed copies
-_REPLAY_LIMIT = 200  # actions replayed after an outage, oldest first
 
 
 class AuditFeed:
-    def __init__(self, audit: AuditLog, hub: Hub) -> None:
+    def __init__(self, audit: AuditLog, hub: Hub, bus: Bus) -> None:
         self._audit = audit
         self._hub = hub
+        self._bus = bus
         self._order: deque[int] = deque()
         self._seen: set[int] = set()
         self.last_id = 0
         self._replay_from: int | None = None
-        self.unpublished: deque[int] = deque(maxlen=_REPLAY_LIMIT)
+        self._unpublished: deque[int] = deque(maxlen=protocol.REPLAY_LIMIT)
 
     async def start(self) -> None:
         self.last_id = await self._audit.max_id()
@@ -48,6 +50,16 @@ class AuditFeed:
         self._hub.publish_notification(protocol.encode(message))
         return True
 
+    async def publish(self, data: dict[str, Any], *, by_trigger: bool = False) -> None:
+        """A committed action: to this instance's clients now, to the others by the bus.
+
+        ``by_trigger``: the PostgreSQL trigger published the id on commit already. An id
+        the bus cannot take now is published again when it is back (``bus_up``).
+        """
+        self.push(data)
+        if not by_trigger and not await self._bus.publish_quietly("audit", data["id"]):
+            self._unpublished.append(int(data["id"]))
+
     async def on_bus(self, payload: str) -> None:
         """An id from the bus (``record_action`` or the PostgreSQL trigger)."""
         try:
@@ -61,20 +73,29 @@ class AuditFeed:
         if data is not None:
             self.push(data)
 
-    def bus_down(self) -> None:
+    async def bus_down(self) -> None:
+        """Note where to replay from (a coroutine: the healing backend awaits callbacks)."""
         if self._replay_from is None:
             self._replay_from = self.last_id
 
-    async def bus_up(self) -> list[int]:
-        """Replay what arrived while the bus was down; returns the replayed ids."""
+    async def bus_up(self) -> None:
+        """The bus is back: replay what it missed, then publish the ids it could not take."""
+        await self._replay()
+        while self._unpublished:
+            action_id = self._unpublished.popleft()
+            if not await self._bus.publish_quietly("audit", str(action_id)):
+                self._unpublished.appendleft(action_id)
+                break
+
+    async def _replay(self) -> None:
+        """Replay what arrived while the bus was down."""
         since, self._replay_from = self._replay_from, None
         if since is None:
-            return []
-        actions = await self._audit.since(since, _REPLAY_LIMIT)
+            return
+        actions = await self._audit.since(since, protocol.REPLAY_LIMIT)
         replayed = [int(a["id"]) for a in actions if self.push(a, replayed=True)]
         if replayed:
             logger.info("replayed %d audit actions missed during the bus outage", len(replayed))
-        return replayed
 
     def _remember(self, action_id: int) -> None:
         self._seen.add(action_id)

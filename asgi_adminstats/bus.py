@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from broadcaster import Broadcast
 
 from ._logging import get_logger
+from .errors import AdminStatsError
 
 __all__ = ["PAYLOAD_LIMITS", "Bus", "PayloadTooLarge"]
 
@@ -24,8 +25,8 @@ logger = get_logger("asgi_adminstats.bus")
 PAYLOAD_LIMITS = {"postgresql": 7999, "redis": 1 << 20, "memory": 1 << 20}
 
 
-class PayloadTooLarge(ValueError):
-    pass
+class PayloadTooLarge(AdminStatsError, ValueError):
+    """A payload over the bus engine's limit (``PAYLOAD_LIMITS``); nothing was sent."""
 
 
 Handler = Callable[[str], Awaitable[None] | None]

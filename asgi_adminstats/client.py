@@ -19,7 +19,6 @@ import contextlib
 import inspect
 import json
 import logging
-import random
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -27,8 +26,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._backoff import backoff_delay
 from ._logging import get_logger
-from .protocol import SUBSCRIPTIONS, CloseCode
+from .errors import AdminStatsError
+from .protocol import AUTH_SERVER_UNAVAILABLE, SUBSCRIPTIONS, CloseCode
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -55,33 +56,16 @@ _CLOSE_TIMEOUT = 3.0
 _ABNORMAL_CLOSURE = 1006
 # RFC 6750 b64token: anything else cannot go into the header as is.
 _BEARER = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-# "The token may be fine, so a client may retry later" (PROTOCOL.md section 4).
-_AUTH_SERVER_DOWN = "unauthorized: authorization server unavailable"
 # For the log when the server gave no reason (uvicorn's shutdown sends a bare 1012).
-_CLOSE_NAMES = {
-    1000: "normal closure",
-    1001: "going away",
+_CLOSE_NAMES: dict[int, str] = {
+    **{code: code.reason for code in CloseCode},
     _ABNORMAL_CLOSURE: "connection lost without a close frame",
-    1011: "internal error",
     1012: "service restart",
-    1013: "try again later",
 }
 _MISSING_WEBSOCKETS = "AdminStatsClient needs the 'websockets' package: pip install websockets"
 
 
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**attempt)]``.
-
-    Full jitter spreads the reconnects of many dashboards after a server restart instead
-    of bringing them back in waves. ``attempt`` counts from 0.
-    """
-    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 64))  # no float overflow
-    return ceiling * rand()
-
-
-class ClientError(Exception):
+class ClientError(AdminStatsError):
     """The client stopped for good; raised from iteration."""
 
 
@@ -141,7 +125,7 @@ def _verdict(ended: _Ended) -> Literal["auth", "fatal", "retry"]:
     (1013, 4429, 4008, 1001, 1006, 1011, network errors) backs off and retries."""
     if ended.code is not None:
         if ended.code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
-            return "retry" if ended.reason.startswith(_AUTH_SERVER_DOWN) else "auth"
+            return "retry" if ended.reason.startswith(AUTH_SERVER_UNAVAILABLE) else "auth"
         return "retry"
     if ended.status is not None:
         if ended.status == 401:  # a proxy in front that checks the token

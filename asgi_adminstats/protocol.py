@@ -14,9 +14,15 @@ from enum import IntEnum
 from itertools import accumulate
 from typing import Any
 
+from .errors import AdminStatsError
+
 __all__ = [
+    "AUTH_SERVER_UNAVAILABLE",
+    "INVALID_TOKEN",
     "PROTOCOL",
+    "REPLAY_LIMIT",
     "SUBSCRIPTIONS",
+    "TOKEN_EXPIRED",
     "Auth",
     "ClientMessage",
     "CloseCode",
@@ -34,6 +40,9 @@ __all__ = [
 
 PROTOCOL = "adminstats.v1"
 SUBSCRIPTIONS = ("stats", "notifications")
+#: The most audit actions replayed at once, oldest first: after a bus outage, and for a
+#: ``since`` (then also at most ``notification_queue``, the client's queue bound).
+REPLAY_LIMIT = 100
 _EXCERPT = 32
 #: Deepest nesting a client message may have. Valid ones nest 2 deep (an object holding
 #: a list); json's C parser recurses per level and fails with RecursionError far below
@@ -82,6 +91,13 @@ _REASONS = {
 }
 
 
+#: 4401 reasons that name the case (section 4); a client retries later only on
+#: ``AUTH_SERVER_UNAVAILABLE``, since the token itself may be fine.
+INVALID_TOKEN = "unauthorized: invalid token"
+TOKEN_EXPIRED = "unauthorized: token expired"
+AUTH_SERVER_UNAVAILABLE = "unauthorized: authorization server unavailable"
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix, millisecond precision."""
     moment = moment or datetime.now(UTC)
@@ -106,7 +122,7 @@ def encode(message: Mapping[str, Any]) -> str:
 # --- client -> server ---------------------------------------------------------------
 
 
-class ProtocolError(Exception):
+class ProtocolError(AdminStatsError):
     """A client message the server cannot use; ``code`` is the ``error`` code."""
 
     def __init__(self, code: str, message: str, *, partial: ClientMessage | None = None) -> None:

@@ -22,13 +22,12 @@ from ._eager import start_eagerly
 from ._logging import get_logger
 from .admission import PendingBudget
 from .auth import AuthError, Identity, TokenVerifier, offered_token
-from .auth.errors import EXPIRED
 from .deadlines import Expiry, Heartbeat
 from .guard import TokenBucket
 from .hub import Hub
 from .metrics import Tally
 from .outbox import Close, Outbox
-from .protocol import CloseCode, ProtocolError
+from .protocol import REPLAY_LIMIT, TOKEN_EXPIRED, CloseCode, ProtocolError
 from .settings import Settings
 
 __all__ = ["Session"]
@@ -38,7 +37,6 @@ logger = get_logger("asgi_adminstats.session")
 connections = get_logger("asgi_adminstats.connections")
 
 _GONE = (WebSocketDisconnect, OSError)
-_REPLAY_LIMIT = 100
 Replay = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
 _SERVER_FULL = "try again later: server full"
 _SUBJECT_FULL = "try again later: too many connections for this user"
@@ -63,7 +61,6 @@ class Session:
         "_verifier",
         "_writing",
         "_ws",
-        "client_close_code",
         "id",
         "outbox",
         "sub",
@@ -113,10 +110,9 @@ class Session:
         self._expiry = Expiry(
             settings.token_refresh_margin,
             warn=self._warn_expiring,
-            expire=lambda: self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, EXPIRED)),
+            expire=lambda: self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, TOKEN_EXPIRED)),
         )
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
-        self.client_close_code: int | None = None
 
     async def run(self, pending: PendingBudget | None = None) -> None:
         """Serve the socket to its end; ``pending`` bounds those waiting for an ``auth``
@@ -390,7 +386,6 @@ class Session:
         while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
-                self.client_close_code = message.get("code")
                 return None
             if not self._rate.take():
                 return Close.of(CloseCode.RATE_LIMITED)
@@ -444,7 +439,7 @@ class Session:
             return
         try:
             actions = await self._replay(
-                int(since), min(_REPLAY_LIMIT, self._settings.notification_queue)
+                int(since), min(REPLAY_LIMIT, self._settings.notification_queue)
             )
         except Exception as exc:
             logger.warning("replay for %s failed: %s", self.id, type(exc).__name__)

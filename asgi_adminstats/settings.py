@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import AdminStatsError
 from .protocol import SUBSCRIPTIONS
 from .queries import Queries
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
     "ENV_PREFIX",
     "FORWARDED_HEADERS",
     "IDENTIFIER",
+    "KEY_TYPES",
     "Settings",
     "SettingsError",
 ]
@@ -32,7 +35,7 @@ ENV_PREFIX = "ADMINSTATS_"
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 
 
-class SettingsError(ValueError):
+class SettingsError(AdminStatsError, ValueError):
     """A setting has an invalid value; the message names the setting."""
 
     def __init__(self, message: str, setting: str | None = None) -> None:
@@ -57,7 +60,7 @@ class Settings:
     jwt_public_key: str | None = field(default=None, repr=False)
     jwks_url: str | None = None
     oidc_issuer: str | None = None
-    # Empty: HS256/384/512 with a secret; RS256, ES256 and EdDSA with public keys.
+    # Empty: DEFAULT_ALGORITHMS, those whose key type is configured.
     jwt_algorithms: tuple[str, ...] = ()
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -243,10 +246,6 @@ class Settings:
         """How long a collector may take: ``collector_timeout``, at most half a tick."""
         return min(self.collector_timeout, self.stats_interval / 2)
 
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some settings changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``ADMINSTATS_<NAME>`` variables; ``overrides`` win over them."""
@@ -277,19 +276,25 @@ class Settings:
             raise
 
 
-#: Signature algorithms a token may use; which are allowed depends on the keys configured.
-ALGORITHMS = (
-    "HS256",
-    "HS384",
-    "HS512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "ES256",
-    "ES384",
-    "EdDSA",
+#: Signature algorithms a token may use: the key type (``kty``) each needs, so a token
+#: never picks its own key type, and whether it is allowed when ``jwt_algorithms`` is
+#: empty. Which are allowed in the end depends on the keys configured (auth/jwt.py).
+_ALGORITHM_TABLE: tuple[tuple[str, str, bool], ...] = (
+    # (alg, kty, default)
+    ("HS256", "oct", True),
+    ("HS384", "oct", True),
+    ("HS512", "oct", True),
+    ("RS256", "RSA", True),
+    ("RS384", "RSA", False),
+    ("RS512", "RSA", False),
+    ("PS256", "RSA", False),
+    ("ES256", "EC", True),
+    ("ES384", "EC", False),
+    ("EdDSA", "OKP", True),
 )
+ALGORITHMS = tuple(alg for alg, _, _ in _ALGORITHM_TABLE)
+KEY_TYPES: Mapping[str, str] = {alg: kty for alg, kty, _ in _ALGORITHM_TABLE}
+DEFAULT_ALGORITHMS = tuple(alg for alg, _, default in _ALGORITHM_TABLE if default)
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 #: What ``forwarded_header`` may name (RFC 7239 ``Forwarded``, or the de-facto one).

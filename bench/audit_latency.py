@@ -32,15 +32,15 @@ import asyncpg
 from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path.insert(0, str(ROOT))  # for support/
 
 from asgi_adminstats import AdminStats  # noqa: E402
 
-import services  # noqa: E402
-from conftest import (  # noqa: E402
+from support import services  # noqa: E402
+from support.demo_db import prepare_database  # noqa: E402
+from support.loopback import (  # noqa: E402
     client,
     make_settings,
-    prepare_database,
     recv,
     recv_type,
     serve,

@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 from harness import AUDIT_MARK, Case, Section, cell, connected, pct, scenario, verdict
@@ -46,9 +45,9 @@ from loadgen import Clients
 from server_process import ServerProcess
 from servers import KINDS
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for support/
 
-import services
+from support import services
 
 BACKENDS = ("memory", "redis", "postgres")
 TARGET_MS = 25.0
@@ -81,9 +80,7 @@ def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
 
 
 def _unreachable(backend: str) -> str | None:
-    url = urlsplit(services.REDIS_URL if backend == "redis" else services.POSTGRES_URL)
-    engine = "redis" if backend == "redis" else "postgresql"
-    host, port = url.hostname or "127.0.0.1", url.port or services.DEFAULT_PORTS[engine]
+    host, port = services.address("redis" if backend == "redis" else "postgresql")
     if services.reachable(host, port):
         return None
     reason = f"{backend} is not reachable at {host}:{port}"
@@ -102,22 +99,9 @@ async def _bus(backend: str) -> AsyncIterator[tuple[tuple[str, ...], str | None]
         yield ("--setting", f"broadcast_url={services.REDIS_URL}", "--setting",
                f"channel_prefix={prefix}"), None  # fmt: skip
     else:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(services.POSTGRES_URL)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = services.with_database(services.POSTGRES_URL, name)
-        try:
+        async with services.fresh_postgres_database() as url:
             settings = (f"database_url={url}", f"broadcast_url={url}", f"channel_prefix={prefix}")
             yield (*(x for s in settings for x in ("--setting", s)), "--audit-trigger"), url
-        finally:
-            admin = await asyncpg.connect(services.POSTGRES_URL)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
 
 
 async def _action(

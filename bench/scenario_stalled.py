@@ -32,6 +32,7 @@ from typing import Any
 
 from harness import AUDIT_MARK, Case, Section, cell, connected, pct, publish_round, scenario
 from loadgen import Clients, Conn
+from proc_tcp import read_proc_tcp
 from server_process import Control, ServerProcess
 from servers import KINDS
 
@@ -42,7 +43,6 @@ FLAT_KIB = 1024  # RSS growth after the reference sample that still counts as fl
 RATIO = 1.10  # healthy completion p99 with stalled clients / without
 LATE = 0.05  # seconds after its slot that a publish or an audit action counts as late
 OVERRUN = 10.0  # seconds past the window after which the rest of a series is dropped
-_TCP_STATES = {1: "ESTABLISHED", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 7: "CLOSE", 8: "CLOSE_WAIT"}
 
 
 def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
@@ -191,18 +191,12 @@ def kernel_queues(server_port: int, stalled: list[Conn]) -> dict[str, Any]:
             ports.add(int(name[1]))
     states: Counter[str] = Counter()
     sent, received = [], []
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
-            tx, rx = (int(part, 16) for part in fields[4].split(":"))
-            if local == server_port and remote in ports:
-                state = int(fields[3], 16)
-                states[_TCP_STATES.get(state, str(state))] += 1
-                sent.append(tx)
-            elif remote == server_port and local in ports:
-                received.append(rx)
+    for sock in read_proc_tcp():
+        if sock.local_port == server_port and sock.remote_port in ports:
+            states[sock.state] += 1
+            sent.append(sock.tx_queue)
+        elif sock.remote_port == server_port and sock.local_port in ports:
+            received.append(sock.rx_queue)
     return {
         "server_sockets": dict(states),
         "send_queue_total_kib": round(sum(sent) / 1024),

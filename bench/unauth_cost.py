@@ -3,7 +3,7 @@
     python bench/unauth_cost.py          # about 6 minutes: bench/results/unauth_cost.*
     python bench/unauth_cost.py --smoke  # a few seconds of each; prints only (unless --out)
 
-Servers: ``tests/server_script.py`` in its own process on 127.0.0.1, ``recommended``
+Servers: ``bench/server_script.py`` in its own process on 127.0.0.1, ``recommended``
 (``asgi_adminstats.server.run``: the hardened WebSocket protocol, ``ws_max_size`` from
 ``max_message_bytes``, proxy headers off, ``listening_socket``), ``defaults``
 (``uvicorn.Config(app, host, port)``), and ``wsproto`` and ``websockets`` (the same
@@ -51,7 +51,7 @@ import psutil
 from asgi_adminstats import Settings, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "server_script.py"
+SCRIPT = ROOT / "bench" / "server_script.py"
 RESULTS = ROOT / "bench" / "results" / "unauth_cost"
 ORIGIN = "http://bench.example.com"
 MIB = 1 << 20

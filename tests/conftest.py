@@ -1,31 +1,25 @@
-"""Shared test helpers: a real uvicorn server on a free loopback port, real clients."""
+"""Fixtures: a real uvicorn server on a free loopback port per test, on the engine under test.
+
+The helpers they use (and the tests import) live in support/ (shared with bench/) and
+tests/helpers/.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from databases import Database
-from starlette.applications import Starlette
-from starlette.routing import Mount
-from websockets.asyncio.client import ClientConnection, connect
 
-from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
-from asgi_adminstats.sql import statement, utcnow_naive
+from asgi_adminstats import AdminStats, Settings
 
-import services
-
-SECRET = "test-secret-" + "x" * 32
-ORIGIN = "http://dashboard.example.com"
+from helpers import services
+from support.demo_db import prepare_database
+from support.loopback import make_settings, serve, starlette_host
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -41,127 +35,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (ADMINSTATS_REQUIRE_SERVICES=1): {report.longrepr}"
-
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "jwt_secret": SECRET,
-        "database_url": f"sqlite:///{tmp_path / 'stats.db'}",
-        "allowed_origins": (ORIGIN,),
-        "instance_name": "test-1",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def token(sub: str = "alice", **kwargs: Any) -> str:
-    return mint_token(SECRET, sub=sub, **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 and a free port; yields ``host:port``."""
-    cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config)
-    server = uvicorn.Server(cfg)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited during start-up")
-        assert server.started, "uvicorn did not start in 5 s"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-@contextlib.asynccontextmanager
-async def client(
-    url: str, *, tok: str | None = None, origin: str | None = ORIGIN, **kwargs: Any
-) -> AsyncIterator[ClientConnection]:
-    headers = kwargs.pop("additional_headers", {})
-    if tok is not None:
-        headers["Authorization"] = f"Bearer {tok}"
-    async with connect(
-        url,
-        additional_headers=headers,
-        origin=origin,  # type: ignore[arg-type]
-        open_timeout=5,
-        **kwargs,
-    ) as ws:
-        yield ws
-
-
-async def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[no-any-return]
-
-
-async def recv_type(ws: ClientConnection, type_: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The next message of ``type_``, skipping others (bounded by ``timeout``)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        message = await recv(ws, max(0.01, deadline - loop.time()))
-        if message["type"] == type_:
-            return message
-
-
-async def closed(ws: ClientConnection, timeout: float = 5.0) -> tuple[int, str]:
-    """Read until the server closes; the close code and reason."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(timeout):
-            async for _ in ws:
-                pass
-    assert ws.close_code is not None, "the server did not close the connection"
-    return ws.close_code, ws.close_reason or ""
-
-
-async def prepare_database(url: str, *, players: int = 3) -> None:
-    """The default schema with a few rows: 2 online users, ``players`` players."""
-    db = Database(url)
-    await db.connect()
-    try:
-        await create_default_schema(db)
-        if await db.fetch_val("SELECT COUNT(*) FROM users"):
-            return  # a second server in the same test shares the data
-        now = utcnow_naive()
-        for i in range(3):
-            await db.execute(
-                statement(
-                    "INSERT INTO users (username, email, created_at) VALUES (:u, :e, :t)",
-                    u=f"user{i}",
-                    e=f"user{i}@example.com",
-                    t=now,
-                )
-            )
-        for user_id, age in ((1, 1), (2, 5), (2, 6), (3, 60)):
-            await db.execute(
-                statement(
-                    "INSERT INTO sessions (user_id, last_seen_at) VALUES (:u, :t)",
-                    u=user_id,
-                    t=now - timedelta(minutes=age),
-                )
-            )
-        for i in range(players):
-            await db.execute(
-                statement(
-                    "INSERT INTO players (user_id, name, last_active_at) VALUES (1, :n, :t)",
-                    n=f"p{i}",
-                    t=now - timedelta(hours=2 if i else 30),
-                )
-            )
-        await db.execute("INSERT INTO villages (player_id, name) VALUES (1, 'v1'), (1, 'v2')")
-    finally:
-        await db.disconnect()
-
-
-def starlette_host(stats: AdminStats) -> Starlette:
-    return Starlette(routes=[Mount("/admin/ws", app=stats)], lifespan=stats.lifespan)
 
 
 #: The tox factor picks the engine the general suite runs on.

@@ -32,13 +32,8 @@ from websockets.typing import Subprotocol
 
 from asgi_adminstats import CloseCode, Settings, SettingsError
 
-from conftest import (
-    client,
-    closed,
-    recv,
-    token,
-)
-from hostile import assert_serves_healthy_client, attempt, capture_logs
+from helpers.hostile import assert_serves_healthy_client, attempt, capture_logs
+from support.loopback import client, closed, recv, token
 
 CONNECTIONS = "asgi_adminstats.connections"
 PENDING_FULL = (CloseCode.TRY_AGAIN_LATER, "try again later: too many pending connections")

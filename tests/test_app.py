@@ -15,7 +15,8 @@ from websockets.exceptions import InvalidStatus
 
 from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError, StartupError
 
-from conftest import client, make_settings, prepare_database, recv, serve, token
+from support.demo_db import prepare_database
+from support.loopback import client, make_settings, recv, serve, token
 
 
 async def _home(request: Any) -> PlainTextResponse:

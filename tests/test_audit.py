@@ -12,7 +12,7 @@ import pytest
 from asgi_adminstats import AUDIT_FIELDS
 from asgi_adminstats.sql import statement, utcnow_naive
 
-from conftest import client, recv, recv_type, token
+from support.loopback import client, recv, recv_type, token
 
 
 async def test_record_action_pushes_long_before_the_next_tick(start: Any) -> None:

@@ -16,7 +16,7 @@ from joserfc.jwk import OctKey
 
 from asgi_adminstats import AuthError, CloseCode, Identity, mint_token
 
-from conftest import SECRET, client, closed, recv, token
+from support.loopback import SECRET, client, closed, recv, token
 
 UNAUTHORIZED = CloseCode.UNAUTHORIZED
 

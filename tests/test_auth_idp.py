@@ -1,4 +1,4 @@
-"""Authentication against a real identity provider (tests/idp.py) over loopback HTTP.
+"""Authentication against a real identity provider (tests/helpers/idp.py) over loopback HTTP.
 
 tests/test_auth.py covers the HS256 secret and the token sources; this file covers what
 needs a provider: public keys from a PEM, a JWKS or OIDC discovery, key rotation and
@@ -30,8 +30,8 @@ from joserfc.jwk import OctKey, RSAKey
 from asgi_adminstats import AdminStats, CloseCode
 from asgi_adminstats.auth import AuthError, TokenVerifier
 
-from conftest import SECRET, client, closed, make_settings, recv
-from idp import CLIENT_ID, CLIENT_SECRET, IdentityProvider, identity_provider
+from helpers.idp import CLIENT_ID, CLIENT_SECRET, IdentityProvider, identity_provider
+from support.loopback import SECRET, client, closed, make_settings, recv
 
 UNAUTHORIZED = int(CloseCode.UNAUTHORIZED)
 INVALID = (UNAUTHORIZED, "unauthorized: invalid token")

@@ -21,7 +21,7 @@ from asgi_adminstats.backends.postgres import PostgresBackend
 from asgi_adminstats.backends.redis import RedisBackend
 from asgi_adminstats.bus import Bus
 
-import services
+from helpers import services
 
 pytestmark = pytest.mark.engines
 SECRET = "s" * 32

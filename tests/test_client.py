@@ -35,7 +35,8 @@ from asgi_adminstats.client import (
     backoff_delay,
 )
 
-from conftest import client, closed, make_settings, prepare_database, starlette_host, token
+from support.demo_db import prepare_database
+from support.loopback import client, closed, make_settings, starlette_host, token
 
 Message = dict[str, Any]
 
@@ -167,7 +168,7 @@ def bound_socket(port: int = 0) -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serve_on(app: Any, sock: socket.socket) -> AsyncIterator[None]:
-    """``conftest.serve`` on a socket of ours (a fixed port)."""
+    """``support.loopback.serve`` on a socket of ours (a fixed port)."""
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -1,5 +1,5 @@
 """Cluster behaviour with real processes: sample-app instances under uvicorn sharing a
-real Redis or PostgreSQL bus (see tests/cluster.py for the harness).
+real Redis or PostgreSQL bus (see tests/helpers/cluster.py for the harness).
 
 Every wait is bounded; each test prints what it measured (run with ``-s`` to see it).
 """
@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-import services
-from cluster import (
+from helpers import services
+from helpers.cluster import (
     BACKENDS,
     Cluster,
     Instance,
@@ -27,7 +27,7 @@ from cluster import (
     poll,
     recv_raw,
 )
-from conftest import recv, recv_type
+from support.loopback import recv, recv_type
 
 pytestmark = pytest.mark.engines
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 import types
@@ -39,3 +41,41 @@ def test_importing_the_package_does_not_import_uvicorn() -> None:
         "assert 'uvicorn' not in sys.modules, sorted(m for m in sys.modules if 'uvicorn' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _exception_classes() -> set[type[BaseException]]:
+    """Every exception class defined in the package, found by importing each module."""
+    found: set[type[BaseException]] = set()
+    for module in pkgutil.walk_packages(asgi_adminstats.__path__, "asgi_adminstats."):
+        if module.name.endswith(".__main__"):  # runs the command line when imported
+            continue
+        for value in vars(importlib.import_module(module.name)).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__.startswith("asgi_adminstats.")
+            ):
+                found.add(value)
+    return found
+
+
+def test_every_exception_derives_from_adminstats_error() -> None:
+    classes = _exception_classes()
+    # The walk found the ones defined all over the package (a sample, not the list).
+    assert {
+        asgi_adminstats.SettingsError,
+        asgi_adminstats.AuthError,
+        asgi_adminstats.CollectorFailure,
+        asgi_adminstats.PayloadTooLarge,
+    } <= classes
+    assert [
+        c.__qualname__ for c in classes if not issubclass(c, asgi_adminstats.AdminStatsError)
+    ] == []
+
+
+def test_exceptions_keep_their_builtin_bases() -> None:
+    # Code that catches ValueError or RuntimeError today still catches them.
+    assert issubclass(asgi_adminstats.SettingsError, ValueError)
+    assert issubclass(asgi_adminstats.PayloadTooLarge, ValueError)
+    assert issubclass(asgi_adminstats.NotStartedError, RuntimeError)
+    assert issubclass(asgi_adminstats.StartupError, RuntimeError)

@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from asgi_adminstats.guard import INVALID, UNKNOWN, client_ip
 
-from conftest import ORIGIN, client, recv, token
+from support.loopback import ORIGIN, client, recv, token
 
 REFUSED = [
     "null",

@@ -27,9 +27,9 @@ from asgi_adminstats import CloseCode
 from asgi_adminstats._logging import EscapeArgs, escape
 from asgi_adminstats.auth import keys
 
-from conftest import SECRET, client, closed, recv, recv_type, token
-from hostile import capture_logs
-from idp import IdentityProvider, identity_provider
+from helpers.hostile import capture_logs
+from helpers.idp import IdentityProvider, identity_provider
+from support.loopback import SECRET, client, closed, recv, recv_type, token
 
 INVALID = (CloseCode.UNAUTHORIZED, "unauthorized: invalid token")
 EXPIRED = (CloseCode.UNAUTHORIZED, "unauthorized: token expired")

@@ -10,7 +10,7 @@ import pytest
 
 from asgi_adminstats.leader import LocalLease, PostgresLease, RedisLease
 
-import services
+from helpers import services
 
 pytestmark = pytest.mark.engines
 

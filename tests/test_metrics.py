@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
-from conftest import client, closed, recv_type, token
+from support.loopback import client, closed, recv_type, token
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -144,7 +144,7 @@ async def test_protected_endpoints_want_an_admin_token(start: Any, path: str) ->
 def test_settings_name_the_fanout_slice(tmp_path: Path) -> None:
     from asgi_adminstats.settings import SettingsError
 
-    from conftest import make_settings
+    from support.loopback import make_settings
 
     with pytest.raises(SettingsError, match="fanout_slice"):
         make_settings(tmp_path, fanout_slice=0)

@@ -19,7 +19,7 @@ from asgi_adminstats import SettingsError, mint_token
 from sample_app import create_app
 from sample_app.__main__ import load_config
 
-from conftest import client, recv, recv_type, serve
+from support.loopback import client, recv, recv_type, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 

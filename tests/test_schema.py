@@ -16,17 +16,9 @@ from databases import Database
 from asgi_adminstats import AdminStats, create_default_schema, install_audit_trigger
 from asgi_adminstats.schema import audit_trigger_installed
 
-import services
-from conftest import (
-    client,
-    make_settings,
-    prepare_database,
-    recv,
-    recv_type,
-    serve,
-    starlette_host,
-    token,
-)
+from helpers import services
+from support.demo_db import prepare_database
+from support.loopback import client, make_settings, recv, recv_type, serve, starlette_host, token
 
 pytestmark = pytest.mark.engines
 

@@ -1,8 +1,8 @@
 """asgi_adminstats.server: the recommended uvicorn run bounds what a hostile client costs.
 
-The floods run against a real server in its own process (tests/server_script.py), whose
-RSS is read with psutil; the clients are raw sockets (tests/hostile.py) that write frames
-by hand and never read. The bounds are the issue's (15): a 15 s ping flood leaves RSS
+The floods run against a real server in its own process (bench/server_script.py), whose
+RSS is read with psutil; the clients are raw sockets (tests/helpers/hostile.py) that write
+frames by hand and never read. The bounds are the issue's (15): a 15 s ping flood leaves RSS
 growth under 16 MiB while a dashboard keeps its ticks, 20 permessage-deflate bombs of
 15 MiB under 32 MiB. Under uvicorn's plain defaults the same floods grow RSS by hundreds of
 MiB (bench/unauth_cost.py measures both). The protocol class is also driven directly,
@@ -36,29 +36,24 @@ from asgi_adminstats.server import (
     uvicorn_config,
 )
 
-from conftest import (
+from helpers.hostile import RawClient, StatsWatcher, assert_serves_healthy_client
+from helpers.services import free_port
+from support.demo_db import prepare_database
+from support.loopback import (
     ORIGIN,
     SECRET,
     client,
     closed,
     make_settings,
-    prepare_database,
     recv,
     recv_type,
     serve,
     starlette_host,
     token,
 )
-from hostile import (
-    RawClient,
-    StatsWatcher,
-    assert_serves_healthy_client,
-    handshake_request,
-    parse_frames,
-)
-from services import free_port
+from support.wire import handshake_request, parse_frames
 
-SCRIPT = Path(__file__).resolve().parent / "server_script.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "server_script.py"
 MIB = 1 << 20
 STATS_INTERVAL = 0.5
 OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x8, 0x9, 0xA
@@ -98,7 +93,7 @@ class Served:
 async def server_process(
     tmp_path: Path, config: str = "recommended", **env: str
 ) -> AsyncIterator[Served]:
-    """tests/server_script.py on a free loopback port; killed on leaving."""
+    """bench/server_script.py on a free loopback port; killed on leaving."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ADMINSTATS_")}
     environ.update(

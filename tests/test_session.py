@@ -10,7 +10,7 @@ import pytest
 
 from asgi_adminstats import CloseCode
 
-from conftest import client, closed, recv, recv_type, token
+from support.loopback import client, closed, recv, recv_type, token
 
 
 def _is_utc(stamp: str) -> bool:

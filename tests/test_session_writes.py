@@ -18,7 +18,7 @@ from asgi_adminstats.metrics import Tally
 from asgi_adminstats.outbox import Close
 from asgi_adminstats.session import Session
 
-from conftest import make_settings
+from support.loopback import make_settings
 
 
 class StandIn:

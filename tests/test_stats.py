@@ -12,7 +12,7 @@ import pytest
 from asgi_adminstats import CollectorFailure
 from asgi_adminstats.stats import StatsEngine
 
-from conftest import client, recv, recv_type, token
+from support.loopback import client, recv, recv_type, token
 
 # The seed document's stats_update example ("API Reference"), reduced to its shape.
 SEED_SHAPE = {
@@ -47,7 +47,7 @@ async def test_snapshot_has_the_seed_shape_and_right_numbers(start: Any) -> None
         message = await recv_type(ws, "stats_update")
     data = message["data"]
     _check_shape(data, SEED_SHAPE)
-    # conftest's rows: sessions 1, 5, 6 and 60 minutes old for users 1, 2, 2, 3;
+    # support/demo_db.py's rows: sessions 1, 5, 6 and 60 minutes old for users 1, 2, 2, 3;
     # players active 30 h, 2 h and 2 h ago; two villages.
     assert data["online"] == {"users": 2, "players": 2, "connections": 1}
     assert data["totals"] == {"players": 3, "villages": 2}

@@ -2,7 +2,7 @@
 
 from .errors import AuthError
 from .identity import Identity, is_admin, scopes_of
-from .sources import TokenOffer, offered_token
+from .sources import TokenOffer, bearer_token, offered_token
 from .verifier import TokenVerifier
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Identity",
     "TokenOffer",
     "TokenVerifier",
+    "bearer_token",
     "is_admin",
     "offered_token",
     "scopes_of",

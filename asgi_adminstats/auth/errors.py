@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-from ..protocol import CloseCode
+from ..errors import AdminStatsError
+from ..protocol import AUTH_SERVER_UNAVAILABLE, INVALID_TOKEN, TOKEN_EXPIRED, CloseCode
 
-__all__ = ["EXPIRED", "INVALID", "MISSING", "UNAVAILABLE", "AuthError", "forbidden", "invalid"]
-
-INVALID = "unauthorized: invalid token"
-EXPIRED = "unauthorized: token expired"
-MISSING = "unauthorized: missing token"
-UNAVAILABLE = "unauthorized: authorization server unavailable"
+__all__ = ["AuthError", "expired", "forbidden", "invalid", "unavailable"]
 
 
-class AuthError(Exception):
+class AuthError(AdminStatsError):
     """Authentication failed; ``code`` and ``reason`` are what the client is closed with.
 
     The reason is safe to send: it never contains the token or verifier details.
@@ -25,7 +21,16 @@ class AuthError(Exception):
 
 
 def invalid(category: str = "invalid") -> AuthError:
-    return AuthError(CloseCode.UNAUTHORIZED, INVALID, category)
+    return AuthError(CloseCode.UNAUTHORIZED, INVALID_TOKEN, category)
+
+
+def expired() -> AuthError:
+    return AuthError(CloseCode.UNAUTHORIZED, TOKEN_EXPIRED, "expired")
+
+
+def unavailable() -> AuthError:
+    """The token could not be checked (the identity provider is unreachable)."""
+    return AuthError(CloseCode.UNAUTHORIZED, AUTH_SERVER_UNAVAILABLE, "unavailable")
 
 
 def forbidden() -> AuthError:

@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import CloseCode
 from ..settings import Settings
-from .errors import EXPIRED, AuthError, invalid
+from .errors import expired, invalid
 
 __all__ = ["MAX_EXP", "MAX_SUBJECT", "Identity", "is_admin", "scopes_of"]
 
@@ -47,7 +46,7 @@ class Identity:
         except ValueError:
             raise invalid() from None
         if exp is not None and exp <= (time.time() if now is None else now):
-            raise AuthError(CloseCode.UNAUTHORIZED, EXPIRED, "expired")
+            raise expired()
         assert isinstance(sub, str)
         return cls(sub=sub, claims=claims)
 

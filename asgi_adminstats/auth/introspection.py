@@ -10,9 +10,8 @@ from typing import Any
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from .._logging import get_logger
-from ..protocol import CloseCode
 from ..settings import Settings
-from .errors import UNAVAILABLE, AuthError, invalid
+from .errors import invalid, unavailable
 from .identity import Identity
 
 __all__ = ["Introspector"]
@@ -66,7 +65,7 @@ class Introspector:
         except Exception as exc:
             # Fail closed: an authorization server we cannot ask admits nobody.
             logger.warning("token introspection failed: %s", type(exc).__name__)
-            raise AuthError(CloseCode.UNAUTHORIZED, UNAVAILABLE, "unavailable") from None
+            raise unavailable() from None
         if not isinstance(claims, dict) or claims.get("active") is not True:
             raise invalid("inactive")
         return claims

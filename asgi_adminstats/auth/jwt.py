@@ -13,11 +13,10 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
 from .._logging import get_logger
-from ..protocol import CloseCode
-from ..settings import Settings
-from .errors import EXPIRED, UNAVAILABLE, AuthError, invalid
+from ..settings import DEFAULT_ALGORITHMS, KEY_TYPES, Settings
+from .errors import expired, invalid, unavailable
 from .identity import Identity
-from .keys import KEY_TYPES, Key, RemoteJWKS, StaticKeys
+from .keys import Key, RemoteJWKS, StaticKeys
 
 __all__ = ["JWTVerifier", "allowed_algorithms"]
 
@@ -37,7 +36,7 @@ def allowed_algorithms(settings: Settings) -> frozenset[str]:
         configured.add("oct")
     if settings.jwt_public_key or settings.jwks_url or settings.oidc_issuer:
         configured.update({"RSA", "EC", "OKP"})
-    wanted = settings.jwt_algorithms or (("HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"))
+    wanted = settings.jwt_algorithms or DEFAULT_ALGORITHMS
     return frozenset(a for a in wanted if KEY_TYPES[a] in configured)
 
 
@@ -69,10 +68,6 @@ class JWTVerifier:
         leeway = math.ceil(settings.jwt_leeway)  # joserfc counts whole seconds
         self._registry = jwt.JWTClaimsRegistry(leeway=leeway, **claims)
 
-    @property
-    def algorithms(self) -> frozenset[str]:
-        return self._algorithms
-
     async def verify(self, token: str) -> Identity:
         header = _header(token)
         alg = header.get("alg")
@@ -82,7 +77,7 @@ class JWTVerifier:
         key = await self._key(alg, kid if isinstance(kid, str) else None)
         if key is None:
             if KEY_TYPES[alg] != "oct" and self._jwks is not None and not self._jwks.available:
-                raise AuthError(CloseCode.UNAUTHORIZED, UNAVAILABLE, "unavailable")
+                raise unavailable()
             raise invalid("unknown_key")
         try:
             with warnings.catch_warnings():
@@ -92,7 +87,7 @@ class JWTVerifier:
                 decoded = jwt.decode(token, key, algorithms=[alg])
             self._registry.validate(decoded.claims)
         except ExpiredTokenError:
-            raise AuthError(invalid().code, EXPIRED, "expired") from None
+            raise expired() from None
         except (JoseError, ValueError, TypeError, UnicodeError) as exc:
             # The error class says why (bad signature, wrong issuer, ...); never the token.
             logger.info("token rejected: %s", type(exc).__name__)

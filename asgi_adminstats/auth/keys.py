@@ -20,25 +20,12 @@ from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 from .._logging import get_logger
 from ..settings import Settings
 
-__all__ = ["KEY_TYPES", "Key", "RemoteJWKS", "StaticKeys"]
+__all__ = ["Key", "RemoteJWKS", "StaticKeys"]
 
 logger = get_logger("asgi_adminstats.auth")
 
 Key = OctKey | RSAKey | ECKey | OKPKey
 
-#: The key type (``kty``) each algorithm needs: a token never picks its own key type.
-KEY_TYPES = {
-    "HS256": "oct",
-    "HS384": "oct",
-    "HS512": "oct",
-    "RS256": "RSA",
-    "RS384": "RSA",
-    "RS512": "RSA",
-    "PS256": "RSA",
-    "ES256": "EC",
-    "ES384": "EC",
-    "EdDSA": "OKP",
-}
 _FETCH_TIMEOUT = 5.0
 _MAX_JWKS_BYTES = 256 * 1024
 

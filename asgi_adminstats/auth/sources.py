@@ -16,7 +16,7 @@ from starlette.types import Scope
 
 from ..protocol import PROTOCOL
 
-__all__ = ["TokenOffer", "offered_token"]
+__all__ = ["TokenOffer", "bearer_token", "offered_token"]
 
 _BEARER_PROTOCOL = "bearer."
 
@@ -33,15 +33,24 @@ class TokenOffer:
         return f"TokenOffer(source={self.source!r}, subprotocol={self.subprotocol!r})"
 
 
+def bearer_token(scope: Scope) -> str | None:
+    """The token of the first ``Authorization: Bearer <token>`` header, if any."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, credentials = header.partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    return None
+
+
 def offered_token(scope: Scope, *, cookie: str | None = None, query: bool = False) -> TokenOffer:
     subprotocols: list[str] = list(scope.get("subprotocols") or ())
     # Select ours only when offered: a browser fails the handshake on any other answer.
     selected = PROTOCOL if PROTOCOL in subprotocols else None
-    for name, value in scope.get("headers") or ():
-        if name == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credentials.strip():
-                return TokenOffer(credentials.strip(), selected, "header")
+    header = bearer_token(scope)
+    if header is not None:
+        return TokenOffer(header, selected, "header")
     for offered in subprotocols:
         if offered.startswith(_BEARER_PROTOCOL) and len(offered) > len(_BEARER_PROTOCOL):
             return TokenOffer(offered[len(_BEARER_PROTOCOL) :], selected, "subprotocol")

@@ -7,12 +7,11 @@ from urllib.parse import urlsplit
 from broadcaster import Broadcast
 
 from ..settings import Settings, SettingsError
-from ._healing import BusStatus, HealingBackend, backoff_delay
+from ._healing import BusStatus, HealingBackend
 
 __all__ = [
     "BusStatus",
     "HealingBackend",
-    "backoff_delay",
     "create_broadcast",
     "engine_of",
     "masked_url",

@@ -7,30 +7,24 @@ silently deaf. Subclasses provide the engine-specific parts (open, subscribe, wa
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 
+from .._backoff import backoff_delay
 from .._logging import get_logger
 from ..protocol import utc_timestamp
 
-__all__ = ["BusStatus", "HealingBackend", "backoff_delay"]
+__all__ = ["BusStatus", "HealingBackend"]
 
 logger = get_logger("asgi_adminstats.bus")
 
 #: Events waiting for broadcaster's listener; past this the oldest are dropped (a
 #: snapshot is replaced by the next one and audit actions are replayed from the table).
 QUEUE_LIMIT = 1000
-
-
-def backoff_delay(attempt: int, initial: float, cap: float) -> float:
-    """Capped exponential backoff with full jitter (attempt 0 is the first retry)."""
-    return random.uniform(0, min(cap, initial * 2 ** min(attempt, 30)))
 
 
 class BusStatus:
@@ -70,7 +64,8 @@ Callback = Callable[[], Awaitable[None]]
 class HealingBackend(BroadcastBackend):
     def __init__(self, *, status: BusStatus, backoff_initial: float, backoff_max: float) -> None:
         self.status = status
-        self._backoff = (backoff_initial, backoff_max)
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
         self._channels: set[str] = set()
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
         self._supervisor: asyncio.Task[None] | None = None
@@ -174,7 +169,7 @@ class HealingBackend(BroadcastBackend):
         await _run_all(self._on_down)
         attempt = 0
         while True:
-            delay = backoff_delay(attempt, *self._backoff)
+            delay = backoff_delay(attempt, base=self._backoff_initial, cap=self._backoff_max)
             attempt += 1
             await asyncio.sleep(delay)
             if self._closing:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import AdminStatsError
+
 __all__ = ["Collector", "CollectorFailure"]
 
 
@@ -22,7 +24,7 @@ class Collector(Protocol):
     async def collect(self) -> Mapping[str, Any]: ...
 
 
-class CollectorFailure(Exception):
+class CollectorFailure(AdminStatsError):
     """A failure that still knows a fresh fact: ``partial`` replaces the stale value.
 
     Example: a failed latency probe is not "stale healthy", it is ``down``.

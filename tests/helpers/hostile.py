@@ -1,4 +1,4 @@
-"""Tools for tests/test_security.py: hostile clients, log capture, input generators.
+"""Tools for the security tests: hostile clients, log capture, input generators.
 
 Every wait here is bounded by a timeout, and every loop by a count.
 """
@@ -29,7 +29,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 
-from conftest import ORIGIN, recv, recv_type, token
+from support.loopback import ORIGIN, recv, recv_type, token
+from support.wire import handshake_request
 
 __all__ = [
     "JSON",
@@ -42,10 +43,8 @@ __all__ = [
     "bad_messages",
     "capture_logs",
     "collect",
-    "handshake_request",
     "is_valid_client_message",
     "offered_tokens",
-    "parse_frames",
     "split_quotes",
 ]
 
@@ -143,21 +142,6 @@ class StatsWatcher:
 # --- a hand-written client that only does what it is told ---------------------------
 
 
-def handshake_request(addr: str, headers: Mapping[str, str], path: str = "/admin/ws") -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {addr}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Origin: {ORIGIN}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
 class RawClient:
     """A plain TCP socket speaking WebSocket by hand.
 
@@ -239,28 +223,6 @@ class RawClient:
         self.sock.close()
 
 
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """Server frames (unmasked) as (opcode, payload); a trailing partial frame is dropped."""
-    frames = []
-    at = 0
-    for _ in range(len(data)):  # at most one frame per byte
-        if at + 2 > len(data):
-            break
-        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
-        at += 2
-        if length == 126:
-            (length,) = struct.unpack("!H", data[at : at + 2])
-            at += 2
-        elif length == 127:
-            (length,) = struct.unpack("!Q", data[at : at + 8])
-            at += 8
-        if at + length > len(data):
-            break
-        frames.append((opcode, data[at : at + length]))
-        at += length
-    return frames
-
-
 # --- what the server logs -----------------------------------------------------------
 
 
@@ -290,7 +252,7 @@ class LogCapture(logging.Handler):
 
 
 #: The server's loggers, each at the most verbose level a production server runs it:
-#: uvicorn at its default INFO (at DEBUG it logs request headers: see test_security).
+#: uvicorn at its default INFO (at DEBUG it logs request headers: see test_security_leaks).
 SERVER_LOGGERS: Mapping[str, int] = {
     "asgi_adminstats": logging.DEBUG,
     "uvicorn": logging.INFO,

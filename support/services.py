@@ -1,7 +1,6 @@
-"""Real Redis and PostgreSQL for the tests: reachability, a fresh database per test.
+"""Real Redis and PostgreSQL on loopback: their URLs, reachability, a fresh database.
 
-A user without the services gets skips that say how to run them; CI sets
-ADMINSTATS_REQUIRE_SERVICES=1, which turns every skip into a failure.
+Without pytest: tests/helpers/services.py turns an unreachable service into a skip.
 """
 
 from __future__ import annotations
@@ -15,7 +14,19 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
-import pytest
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "HOW",
+    "POSTGRES_URL",
+    "REDIS_URL",
+    "address",
+    "free_port",
+    "fresh_postgres_database",
+    "has_command",
+    "reachable",
+    "with_database",
+]
 
 REDIS_URL = os.environ.get("ADMINSTATS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -35,12 +46,10 @@ def reachable(host: str, port: int) -> bool:
     return False
 
 
-def require(engine: str) -> None:
-    """Skip (with how to fix it) when the service is not running here."""
+def address(engine: str) -> tuple[str, int]:
+    """Where the tests expect ``engine`` ("redis" or "postgresql"): host and port."""
     parts = urlsplit(REDIS_URL if engine == "redis" else POSTGRES_URL)
-    host, port = parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[engine]
-    if not reachable(host, port):
-        pytest.skip(f"{engine} is not reachable at {host}:{port}: {HOW[engine]}")
+    return parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[engine]
 
 
 def free_port() -> int:
@@ -60,8 +69,7 @@ def with_database(url: str, name: str) -> str:
 
 @contextlib.asynccontextmanager
 async def fresh_postgres_database() -> AsyncIterator[str]:
-    """A new, empty database for one test; dropped afterwards. Yields its URL."""
-    require("postgresql")
+    """A new, empty database; dropped afterwards. Yields its URL."""
     name = f"adminstats_t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES_URL)
     try:

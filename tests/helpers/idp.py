@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from conftest import serve
+from support.loopback import serve
 
 __all__ = ["ALGORITHMS", "AsymmetricKey", "IdentityProvider", "identity_provider"]
 

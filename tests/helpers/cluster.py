@@ -31,8 +31,8 @@ from websockets.asyncio.client import ClientConnection
 
 from asgi_adminstats import mint_token
 
-import services
-from conftest import client
+from helpers import services
+from support.loopback import client
 
 __all__ = [
     "BACKENDS",
@@ -50,7 +50,7 @@ __all__ = [
     "token",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Shared by every instance of every cluster: tokens minted with it work anywhere.
 SECRET = "cluster-test-secret-0123456789abcdefghij"
 assert len(SECRET) == 40

@@ -1,6 +1,6 @@
-"""A server in its own process, so that a test can read its RSS (tests/test_server.py).
+"""A server in its own process, whose RSS bench/unauth_cost.py and tests/test_server.py read.
 
-    python tests/server_script.py --port P --db PATH [--server CONFIG]
+    python bench/server_script.py --port P --db PATH [--server CONFIG]
 
 CONFIG: recommended (the default), defaults, wsproto, websockets or hypercorn.
 
@@ -15,35 +15,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
-import os
-import signal
+import sys
+from pathlib import Path
 
 import hypercorn.asyncio
 import hypercorn.config
 import uvicorn
+from servers import die_with_parent  # python puts bench/ first on sys.path
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from asgi_adminstats import AdminStats, Settings
 from asgi_adminstats.server import run
 
-from conftest import prepare_database  # python puts tests/ first on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for support/
+
+from support.demo_db import prepare_database
 
 CONFIGS = ("recommended", "defaults", "wsproto", "websockets", "hypercorn")
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the test or bench that started this dies, so none outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent was gone before prctl took effect
-        raise SystemExit(1)
-
-
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)

@@ -1,0 +1,127 @@
+"""The HTTP side of the mount: 426 at the root, ``/health``, ``/metrics``, the client files.
+
+``/health`` and ``/metrics`` sit behind the admin token when ``protect_endpoints`` is
+set: the same verifier as the WebSocket, the token from ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from .auth import AuthError, TokenVerifier, bearer_token
+from .backends import BusStatus
+from .cluster import Producer
+from .hub import Hub
+from .metrics import CONTENT_TYPE
+from .protocol import CloseCode
+from .settings import Settings
+
+__all__ = ["Endpoints", "health_report"]
+
+_STATIC = Path(__file__).parent / "static"
+_CLIENT_FILES = {
+    "/client.js": "adminstats.js",
+    "/adminstats.js": "adminstats.js",  # what the hook imports as "./adminstats.js"
+    "/use-admin-websocket.js": "use-admin-websocket.js",
+}
+
+_PROTECTED = ("/health", "/metrics")
+
+
+def health_report(
+    *,
+    started: bool,
+    instance: str,
+    hub: Hub,
+    bus: BusStatus,
+    producer: Producer,
+    stats_queries: int,
+) -> dict[str, Any]:
+    """What ``<mount>/health`` answers: never secrets, only states and counts."""
+    latest = hub.latest_data()
+    database = (latest or {}).get("system", {}).get("database", {}).get("status")
+    ok = started and bus.up and database in ("healthy", "degraded")
+    return {
+        "status": "ok" if ok else "degraded",
+        "instance": instance,
+        "connections": len(hub),
+        "bus": bus.as_dict(),
+        "database": database,
+        "producer": {
+            "leading": producer.leading,
+            "lastSeen": (latest or {}).get("meta", {}).get("instance"),
+            "snapshots": producer.ticks,
+        },
+        "statsQueries": stats_queries,
+    }
+
+
+class Endpoints:
+    """Answers the HTTP requests below the mount (the WebSocket is the session's)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: TokenVerifier,
+        *,
+        health: Callable[[], dict[str, Any]],
+        metrics: Callable[[], bytes],
+    ) -> None:
+        self._settings = settings
+        self._verifier = verifier
+        self._health = health
+        self._metrics = metrics
+
+    async def __call__(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response
+        if path in ("", "/"):
+            response = PlainTextResponse(
+                "426 Upgrade Required: connect with a WebSocket",
+                status_code=426,
+                headers={"Upgrade": "websocket"},
+            )
+        elif path in _PROTECTED and self._endpoint_on(path):
+            response = await self._protected(scope, path)
+        elif path in _CLIENT_FILES:
+            # The browser client and the React hook, next to the endpoint they talk to.
+            response = FileResponse(
+                _STATIC / _CLIENT_FILES[path],
+                media_type="text/javascript",
+                headers={"Cache-Control": "no-cache"},
+            )
+        else:
+            response = PlainTextResponse("Not Found", status_code=404)
+        await response(scope, receive, send)
+
+    def _endpoint_on(self, path: str) -> bool:
+        if path == "/health":
+            return self._settings.health_endpoint
+        return self._settings.metrics_endpoint
+
+    async def _protected(self, scope: Scope, path: str) -> Response:
+        """``/health`` or ``/metrics``, behind the admin token when ``protect_endpoints``."""
+        if self._settings.protect_endpoints:
+            denied = await self._check_admin(scope)
+            if denied is not None:
+                return denied
+        headers = {"Cache-Control": "no-store"}
+        if path == "/health":
+            return JSONResponse(self._health(), headers=headers)
+        return Response(self._metrics(), media_type=CONTENT_TYPE, headers=headers)
+
+    async def _check_admin(self, scope: Scope) -> Response | None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="adminstats"', "Cache-Control": "no-store"}
+        token = bearer_token(scope)
+        if token is None:
+            return PlainTextResponse("401 Unauthorized: missing token", 401, headers=challenge)
+        try:
+            await self._verifier.verify(token)
+        except AuthError as exc:
+            status = 403 if exc.code == CloseCode.FORBIDDEN else 401
+            return PlainTextResponse(f"{status} {exc.reason}", status, headers=challenge)
+        return None

@@ -1,0 +1,3 @@
+"""bench/stalled_reader.py in parts: servers, clients, runs, checks, report."""
+
+__all__: list[str] = []
