@@ -3,15 +3,14 @@
 import typing
 
 from .app import AdminStats, NotStartedError, StartupError
-from .audit import AUDIT_FIELDS
+from .audit import AUDIT_FIELDS, install_audit_trigger
 from .auth import AuthError, Identity
 from .bus import PayloadTooLarge
 from .cli import mint_token
+from .db import DEFAULT_SCHEMA, Queries, create_default_schema
 from .errors import AdminStatsError
 from .middleware import AdminStatsMiddleware
 from .protocol import PROTOCOL, CloseCode
-from .queries import Queries
-from .schema import DEFAULT_SCHEMA, create_default_schema, install_audit_trigger
 from .settings import Settings, SettingsError
 from .sockets import listening_socket
 from .stats import Collector, CollectorFailure

@@ -13,26 +13,31 @@ from databases import Database
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ._endpoints import Endpoints, health_report
-from ._logging import get_logger
-from ._routing import route_bare_paths, route_path
 from .admission import Admission, deny
-from .audit import AuditLog, PendingActions
-from .audit_feed import AuditFeed
+from .audit import (
+    AuditFeed,
+    AuditLog,
+    PendingActions,
+    audit_trigger_installed,
+    install_audit_trigger,
+)
 from .auth import Identity, TokenVerifier
-from .backends import BusStatus, create_broadcast, engine_of, masked_url
-from .bus import Bus
-from .cluster import Presence, Producer
+from .bus import (
+    Bus,
+    BusStatus,
+    Presence,
+    Producer,
+    create_broadcast,
+    create_lease,
+    engine_of,
+    masked_url,
+)
+from .db import is_postgres
+from .delivery import Close, Hub
 from .errors import AdminStatsError
-from .hub import Hub
-from .leader import create_lease
-from .metrics import Metrics, State
-from .outbox import Close
 from .protocol import CloseCode
-from .schema import audit_trigger_installed, install_audit_trigger
 from .session import Session
 from .settings import Settings
-from .sql import is_postgres
 from .stats import (
     Collector,
     DatabaseHealthCollector,
@@ -40,6 +45,8 @@ from .stats import (
     StatsEngine,
     SystemCollector,
 )
+from .telemetry import Metrics, State, get_logger
+from .web import Endpoints, health_report, route_bare_paths, route_path
 
 __all__ = ["AdminStats", "NotStartedError", "StartupError"]
 

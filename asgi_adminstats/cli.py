@@ -18,7 +18,8 @@ from databases import Database
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from .schema import create_default_schema, install_audit_trigger
+from .audit import install_audit_trigger
+from .db import create_default_schema
 from .settings import ENV_PREFIX, IDENTIFIER, Settings, SettingsError
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._backoff import backoff_delay
-from ._logging import get_logger
 from .errors import AdminStatsError
 from .protocol import AUTH_SERVER_UNAVAILABLE, SUBSCRIPTIONS, CloseCode
+from .telemetry import get_logger
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._logging import get_logger
-from ._routing import route_path, with_root_path
 from .app import AdminStats
 from .settings import Settings
+from .telemetry import get_logger
+from .web import route_path, with_root_path
 
 __all__ = ["AdminStatsMiddleware"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .db import Queries
 from .errors import AdminStatsError
 from .protocol import SUBSCRIPTIONS
-from .queries import Queries
 
 __all__ = [
     "ALGORITHMS",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 
-from ._logging import get_logger
+from .telemetry import get_logger
 
 __all__ = ["listening_socket"]
 

@@ -24,8 +24,8 @@ from starlette.staticfiles import StaticFiles
 
 from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
 from asgi_adminstats.auth import AuthError, Identity
+from asgi_adminstats.db import statement
 from asgi_adminstats.protocol import CloseCode
-from asgi_adminstats.sql import statement
 
 from . import simulator
 from .db import seed

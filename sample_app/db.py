@@ -9,7 +9,7 @@ from typing import Any
 
 from databases import Database
 
-from asgi_adminstats.sql import statement, utcnow_naive
+from asgi_adminstats.db import statement, utcnow_naive
 
 __all__ = ["seed"]
 

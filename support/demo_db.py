@@ -7,7 +7,7 @@ from datetime import timedelta
 from databases import Database
 
 from asgi_adminstats import create_default_schema
-from asgi_adminstats.sql import statement, utcnow_naive
+from asgi_adminstats.db import statement, utcnow_naive
 
 __all__ = ["prepare_database"]
 

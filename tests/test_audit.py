@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from asgi_adminstats import AUDIT_FIELDS
-from asgi_adminstats.sql import statement, utcnow_naive
+from asgi_adminstats.db import statement, utcnow_naive
 
 from support.loopback import client, recv, recv_type, token
 

@@ -16,10 +16,9 @@ import pytest
 from broadcaster import Broadcast
 
 from asgi_adminstats import PayloadTooLarge, Settings, SettingsError
-from asgi_adminstats.backends import BusStatus, create_broadcast, masked_url
-from asgi_adminstats.backends.postgres import PostgresBackend
-from asgi_adminstats.backends.redis import RedisBackend
-from asgi_adminstats.bus import Bus
+from asgi_adminstats.bus import Bus, BusStatus, create_broadcast, masked_url
+from asgi_adminstats.bus._postgres import PostgresBackend
+from asgi_adminstats.bus._redis import RedisBackend
 
 from helpers import services
 
@@ -209,7 +208,7 @@ def test_missing_driver_names_the_setting_and_extra() -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"
         "from asgi_adminstats import Settings\n"
-        "from asgi_adminstats.backends import create_broadcast\n"
+        "from asgi_adminstats.bus import create_broadcast\n"
         "create_broadcast(Settings(jwt_secret='s' * 32, broadcast_url='redis://h:1/0'))\n"
     )
     result = subprocess.run(

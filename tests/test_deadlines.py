@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 
-from asgi_adminstats.deadlines import Expiry, Heartbeat
+from asgi_adminstats.session import Expiry, Heartbeat
 
 
 async def test_pings_keep_coming_while_pongs_answer() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from asgi_adminstats._eager import start_eagerly
+from asgi_adminstats.delivery import start_eagerly
 
 
 async def test_a_coroutine_that_never_waits_finishes_in_the_caller() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import pathlib
 import pkgutil
 import subprocess
 import sys
 import types
+
+import pytest
 
 import asgi_adminstats
 
@@ -79,3 +83,56 @@ def test_exceptions_keep_their_builtin_bases() -> None:
     assert issubclass(asgi_adminstats.PayloadTooLarge, ValueError)
     assert issubclass(asgi_adminstats.NotStartedError, RuntimeError)
     assert issubclass(asgi_adminstats.StartupError, RuntimeError)
+
+
+_PACKAGE_DIR = pathlib.Path(asgi_adminstats.__file__).parent
+
+
+def _subpackages() -> list[str]:
+    return sorted(p.parent.name for p in _PACKAGE_DIR.glob("*/__init__.py"))
+
+
+def test_at_most_a_dozen_modules_at_the_top_level() -> None:
+    # The file list shows the design: concerns are sub-packages, not more flat modules.
+    modules = sorted(p.name for p in _PACKAGE_DIR.glob("*.py"))
+    assert len(modules) <= 12, modules
+
+
+@pytest.mark.parametrize("name", _subpackages())
+def test_each_subpackage_exports_a_sorted_all(name: str) -> None:
+    package = importlib.import_module(f"asgi_adminstats.{name}")
+    exported = package.__all__
+    assert exported == sorted(exported, key=_isort_key)
+    for attribute in exported:
+        assert getattr(package, attribute) is not None
+
+
+def _imported_modules(path: pathlib.Path) -> list[str]:
+    """Absolute names of the package modules ``path`` imports (relative imports resolved)."""
+    module = ".".join(("asgi_adminstats", *path.relative_to(_PACKAGE_DIR).with_suffix("").parts))
+    package = module.rpartition(".")[0]  # of an __init__.py: the package itself
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found += [target, *(f"{target}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return [name for name in found if name.startswith("asgi_adminstats.")]
+
+
+def test_private_modules_are_imported_only_inside_their_subpackage() -> None:
+    # Each sub-package's __init__ is what the rest of the package may use.
+    leaks = []
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        here = path.relative_to(_PACKAGE_DIR).parts
+        for name in _imported_modules(path):
+            parts = name.split(".")[1:]
+            private = len(parts) >= 2 and parts[1].startswith("_") and parts[1] != "__init__"
+            if private and here[0] != parts[0]:
+                leaks.append(f"{'/'.join(here)} imports {name}")
+    assert leaks == []

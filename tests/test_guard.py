@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from asgi_adminstats.guard import INVALID, UNKNOWN, client_ip
+from asgi_adminstats.admission import INVALID, UNKNOWN, client_ip
 
 from support.loopback import ORIGIN, client, recv, token
 

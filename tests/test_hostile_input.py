@@ -24,8 +24,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from asgi_adminstats import CloseCode
-from asgi_adminstats._logging import EscapeArgs, escape
 from asgi_adminstats.auth import keys
+from asgi_adminstats.telemetry import EscapeArgs, escape
 
 from helpers.hostile import capture_logs
 from helpers.idp import IdentityProvider, identity_provider
@@ -392,4 +392,4 @@ def test_every_logger_of_the_component_escapes_its_arguments() -> None:
     ]
     assert len(ours) >= 10
     unescaped = [x.name for x in ours if not any(isinstance(f, EscapeArgs) for f in x.filters)]
-    assert unescaped == [], "use asgi_adminstats._logging.get_logger for these"
+    assert unescaped == [], "use asgi_adminstats.telemetry.get_logger for these"

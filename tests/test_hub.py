@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from asgi_adminstats.hub import Hub
-from asgi_adminstats.outbox import Close, Outbox
+from asgi_adminstats.delivery import Close, Hub, Outbox
 
 
 class Member:

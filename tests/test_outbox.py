@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from asgi_adminstats.outbox import Close, Outbox
+from asgi_adminstats.delivery import Close, Outbox
 from asgi_adminstats.protocol import CloseCode
 
 

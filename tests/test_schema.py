@@ -14,7 +14,7 @@ import pytest
 from databases import Database
 
 from asgi_adminstats import AdminStats, create_default_schema, install_audit_trigger
-from asgi_adminstats.schema import audit_trigger_installed
+from asgi_adminstats.audit import audit_trigger_installed
 
 from helpers import services
 from support.demo_db import prepare_database

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from asgi_adminstats.auth import TokenVerifier
-from asgi_adminstats.hub import Hub
-from asgi_adminstats.metrics import Tally
-from asgi_adminstats.outbox import Close
+from asgi_adminstats.delivery import Close, Hub
 from asgi_adminstats.session import Session
+from asgi_adminstats.telemetry import Tally
 
 from support.loopback import make_settings
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from .._logging import get_logger
 from ..settings import Settings
+from ..telemetry import get_logger
 from .errors import invalid, unavailable
 from .identity import Identity
 

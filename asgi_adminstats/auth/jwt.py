@@ -12,8 +12,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
-from .._logging import get_logger
 from ..settings import DEFAULT_ALGORITHMS, KEY_TYPES, Settings
+from ..telemetry import get_logger
 from .errors import expired, invalid, unavailable
 from .identity import Identity
 from .keys import Key, RemoteJWKS, StaticKeys

@@ -17,8 +17,8 @@ import httpx2
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
-from .._logging import get_logger
 from ..settings import Settings
+from ..telemetry import get_logger
 
 __all__ = ["Key", "RemoteJWKS", "StaticKeys"]
 

@@ -11,8 +11,7 @@ from typing import Any
 from databases import Database
 
 from ..audit import AuditLog
-from ..queries import Queries
-from ..sql import statement, utcnow_naive
+from ..db import Queries, statement, utcnow_naive
 from .base import CollectorFailure
 
 __all__ = ["DatabaseHealthCollector", "DatabaseStatsCollector"]

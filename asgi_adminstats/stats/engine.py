@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._logging import get_logger
 from ..protocol import utc_timestamp
+from ..telemetry import get_logger
 from .base import Collector, CollectorFailure
 
 __all__ = ["StatsEngine", "empty_snapshot"]

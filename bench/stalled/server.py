@@ -227,7 +227,7 @@ def component_app(spec: dict[str, Any], stop: Callable[[], None]) -> Any:
 
     # A diagnostic wrapped around the package, not a change to it: report each outbox's
     # first close request (the one that wins) with its session's subject, when it is made.
-    from asgi_adminstats.outbox import Close, Outbox
+    from asgi_adminstats.delivery import Close, Outbox
 
     request_close = Outbox.close
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from starlette.types import Scope
 
-from .settings import Settings
+from ..settings import Settings
 
 __all__ = [
     "INVALID",

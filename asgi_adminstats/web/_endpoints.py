@@ -13,17 +13,16 @@ from typing import Any
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .auth import AuthError, TokenVerifier, bearer_token
-from .backends import BusStatus
-from .cluster import Producer
-from .hub import Hub
-from .metrics import CONTENT_TYPE
-from .protocol import CloseCode
-from .settings import Settings
+from ..auth import AuthError, TokenVerifier, bearer_token
+from ..bus import BusStatus, Producer
+from ..delivery import Hub
+from ..protocol import CloseCode
+from ..settings import Settings
+from ..telemetry import CONTENT_TYPE
 
 __all__ = ["Endpoints", "health_report"]
 
-_STATIC = Path(__file__).parent / "static"
+_STATIC = Path(__file__).parent.parent / "static"
 _CLIENT_FILES = {
     "/client.js": "adminstats.js",
     "/adminstats.js": "adminstats.js",  # what the hook imports as "./adminstats.js"

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from . import protocol
-from ._logging import get_logger
-from .audit import AuditLog
-from .bus import Bus
-from .hub import Hub
+from .. import protocol
+from ..bus import Bus
+from ..delivery import Hub
+from ..telemetry import get_logger
+from ._log import AuditLog
 
 __all__ = ["AuditFeed"]
 

@@ -17,18 +17,14 @@ from typing import Any
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import protocol
-from ._eager import start_eagerly
-from ._logging import get_logger
-from .admission import PendingBudget
-from .auth import AuthError, Identity, TokenVerifier, offered_token
-from .deadlines import Expiry, Heartbeat
-from .guard import TokenBucket
-from .hub import Hub
-from .metrics import Tally
-from .outbox import Close, Outbox
-from .protocol import REPLAY_LIMIT, TOKEN_EXPIRED, CloseCode, ProtocolError
-from .settings import Settings
+from .. import protocol
+from ..admission import PendingBudget, TokenBucket
+from ..auth import AuthError, Identity, TokenVerifier, offered_token
+from ..delivery import Close, Hub, Outbox, start_eagerly
+from ..protocol import REPLAY_LIMIT, TOKEN_EXPIRED, CloseCode, ProtocolError
+from ..settings import Settings
+from ..telemetry import Tally, get_logger
+from ._deadlines import Expiry, Heartbeat
 
 __all__ = ["Session"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._logging import get_logger
+from ..telemetry import get_logger
 
 __all__ = ["route_bare_paths", "route_path", "with_root_path"]
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import protocol
-from ._logging import get_logger
-from .backends import BusStatus
-from .bus import Bus
-from .hub import Hub
-from .leader import Lease
-from .stats import StatsEngine
+from .. import protocol
+from ..delivery import Hub
+from ..telemetry import get_logger
+from ._bus import Bus
+from ._engines import BusStatus
+from ._lease import Lease
+
+if TYPE_CHECKING:
+    # Only the type: stats imports the audit feed, which imports this package.
+    from ..stats import StatsEngine
 
 __all__ = ["Presence", "Producer"]
 

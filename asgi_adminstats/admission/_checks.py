@@ -16,11 +16,10 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Scope
 from starlette.websockets import WebSocket
 
-from ._logging import get_logger
-from .guard import AttemptLimiter, Networks, OriginGuard, client_ip
-from .metrics import Tally
-from .protocol import CloseCode
-from .settings import Settings
+from ..protocol import CloseCode
+from ..settings import Settings
+from ..telemetry import Tally, get_logger
+from ._guard import AttemptLimiter, Networks, OriginGuard, client_ip
 
 __all__ = ["Admission", "PendingBudget", "PendingSlot", "deny"]
 

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from asgi_adminstats.leader import LocalLease, PostgresLease, RedisLease
+from asgi_adminstats.bus import LocalLease, PostgresLease, RedisLease
 
 from helpers import services
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .outbox import Close, Outbox
+from ._outbox import Close, Outbox
 
 __all__ = ["Hub", "Member"]
 

@@ -12,9 +12,9 @@ import asyncio
 import uuid
 from typing import Any, Protocol
 
-from ._logging import get_logger
-from .backends import engine_of
-from .settings import Settings
+from ..settings import Settings
+from ..telemetry import get_logger
+from ._engines import engine_of
 
 __all__ = ["Lease", "LocalLease", "PostgresLease", "RedisLease", "create_lease"]
 
@@ -62,7 +62,7 @@ class LocalLease:
 
 class RedisLease:
     def __init__(self, url: str, *, key: str, owner: str, ttl: float, timeout: float) -> None:
-        from .backends.redis import redis_client
+        from ._redis import redis_client
 
         self._client = redis_client(url)
         self._key = key
@@ -103,7 +103,7 @@ class RedisLease:
 
 class PostgresLease:
     def __init__(self, url: str, *, key: str, application_name: str, timeout: float) -> None:
-        from .backends.postgres import asyncpg_dsn
+        from ._postgres import asyncpg_dsn
 
         self._dsn = asyncpg_dsn(url)
         self._key = key

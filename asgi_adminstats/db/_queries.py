@@ -1,6 +1,6 @@
 """The SQL the database collector and the audit log run, overridable per setting.
 
-The defaults target the documented default schema (``asgi_adminstats.schema``).
+The defaults target the documented default schema (``asgi_adminstats.DEFAULT_SCHEMA``).
 A host with another schema passes its own ``Queries`` in ``Settings.queries``; each
 query must keep the named parameters and the result columns documented here.
 """

@@ -49,11 +49,11 @@ def create_broadcast(settings: Settings) -> tuple[Broadcast, BusStatus, HealingB
     backend: HealingBackend
     try:
         if engine == "redis":
-            from .redis import RedisBackend
+            from ._redis import RedisBackend
 
             backend = RedisBackend(url, **options)
         else:
-            from .postgres import PostgresBackend
+            from ._postgres import PostgresBackend
 
             backend = PostgresBackend(
                 url,

@@ -7,9 +7,8 @@ from typing import Any
 
 from databases import Database
 
-from .protocol import utc_timestamp
-from .queries import Queries
-from .sql import as_utc, is_postgres, statement, utcnow_naive
+from ..db import Queries, as_utc, is_postgres, statement, utcnow_naive
+from ..protocol import utc_timestamp
 
 __all__ = ["AUDIT_FIELDS", "MAX_LENGTHS", "AuditLog", "PendingActions", "redact"]
 

@@ -15,8 +15,8 @@ from typing import Any
 from broadcaster import BroadcastBackend, Event
 
 from .._backoff import backoff_delay
-from .._logging import get_logger
 from ..protocol import utc_timestamp
+from ..telemetry import get_logger
 
 __all__ = ["BusStatus", "HealingBackend"]
 

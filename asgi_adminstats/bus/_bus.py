@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from broadcaster import Broadcast
 
-from ._logging import get_logger
-from .errors import AdminStatsError
+from ..errors import AdminStatsError
+from ..telemetry import get_logger
 
 __all__ = ["PAYLOAD_LIMITS", "Bus", "PayloadTooLarge"]
 

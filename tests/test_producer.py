@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from asgi_adminstats.cluster import Presence
+from asgi_adminstats.bus import Presence
 
 
 def test_presence_sums_fresh_reports_of_others() -> None:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .protocol import CloseCode
+from ..protocol import CloseCode
 
 __all__ = ["Close", "Express", "Outbox"]
 

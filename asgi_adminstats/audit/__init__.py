@@ -1,0 +1,17 @@
+"""The audit log: inserts checked and redacted to the public fields, the feed that pushes
+committed actions (and replays them after an outage), and the PostgreSQL trigger."""
+
+from ._feed import AuditFeed
+from ._log import AUDIT_FIELDS, MAX_LENGTHS, AuditLog, PendingActions, redact
+from ._trigger import audit_trigger_installed, install_audit_trigger
+
+__all__ = [
+    "AUDIT_FIELDS",
+    "MAX_LENGTHS",
+    "AuditFeed",
+    "AuditLog",
+    "PendingActions",
+    "audit_trigger_installed",
+    "install_audit_trigger",
+    "redact",
+]

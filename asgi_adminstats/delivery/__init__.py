@@ -1,0 +1,8 @@
+"""Getting encoded messages to this instance's connections: the hub (fan-out), each
+connection's bounded outbox, and the eager send."""
+
+from ._eager import start_eagerly
+from ._hub import Hub, Member
+from ._outbox import Close, Express, Outbox
+
+__all__ = ["Close", "Express", "Hub", "Member", "Outbox", "start_eagerly"]
