@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -14,37 +12,15 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .admission import Admission, deny
-from .audit import (
-    AuditFeed,
-    AuditLog,
-    PendingActions,
-    audit_trigger_installed,
-    install_audit_trigger,
-)
+from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
 from .auth import Identity, TokenVerifier
-from .bus import (
-    Bus,
-    BusStatus,
-    Presence,
-    Producer,
-    create_broadcast,
-    create_lease,
-    engine_of,
-    masked_url,
-)
-from .db import is_postgres
+from .bus import Bus, BusStatus, Producer, create_broadcast, engine_of, masked_url
 from .delivery import Close, Hub
 from .errors import AdminStatsError
 from .protocol import CloseCode
 from .session import Session
 from .settings import Settings
-from .stats import (
-    Collector,
-    DatabaseHealthCollector,
-    DatabaseStatsCollector,
-    StatsEngine,
-    SystemCollector,
-)
+from .stats import Collector, create_engine
 from .telemetry import Metrics, State, get_logger
 from .web import Endpoints, health_report, route_bare_paths, route_path
 
@@ -104,45 +80,27 @@ class AdminStats:
         else:
             self.bus_status = BusStatus(engine)  # the host's Broadcast: its health is theirs
         self._bus = Bus(broadcast, engine=engine, prefix=settings.channel_prefix, owned=owns_bus)
-        self.feed = AuditFeed(self.audit, self.hub, self._bus)
+        trigger = AuditTrigger(self.database, settings, bus_engine=self.bus_status.backend)
+        self.feed = AuditFeed(self.audit, self.hub, self._bus, trigger=trigger)
         if backend is not None:
             backend.on_down(self.feed.bus_down)
             backend.on_reconnect(self.feed.bus_up)
-        deadline = settings.collector_deadline
-        self._db_collectors = (
-            DatabaseHealthCollector(
-                self.database,
-                settings.queries,
-                degraded_ms=settings.database_degraded_ms,
-                timeout=deadline * 0.9,
-            ),
-            DatabaseStatsCollector(
-                self.database, settings.queries, self.audit, settings.recent_actions
-            ),
-        )
-        presence = Presence(settings.instance_name, freshness=settings.stats_interval * 2.5)
-        self.producer = Producer(
-            engine=StatsEngine(
-                [SystemCollector(time.monotonic()), *self._db_collectors, *collectors],
-                instance=settings.instance_name,
-                timeout=deadline,
+        self.producer = Producer.create(
+            settings,
+            engine=create_engine(
+                settings, database=self.database, audit=self.audit, collectors=collectors
             ),
             bus=self._bus,
             status=self.bus_status,
-            lease=create_lease(settings),
             hub=self.hub,
-            presence=presence,
+            observe_tick=self.metrics.tick_seconds.observe,
         )
         self._bus.on("stats", self.hub.publish_stats)
         self._bus.on("audit", self.feed.on_bus)
-        self._bus.on("presence", presence.on_report)
         self.metrics.watch(self._metric_state)
         self._endpoints = Endpoints(
             settings, self._verifier, health=self.health, metrics=self.metrics.render
         )
-        self._trigger_pushes = False
-        self._tick_task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self.started = False
 
     # --- lifecycle ------------------------------------------------------------------
@@ -160,7 +118,7 @@ class AdminStats:
                     f"cannot connect: {type(exc).__name__}: {exc}"
                 ) from exc
         try:
-            await self._start_feed()
+            await self.feed.start()
             try:
                 await self._bus.start()
             except Exception as exc:
@@ -174,46 +132,21 @@ class AdminStats:
             if self._owns_database:
                 await self.database.disconnect()
             raise
-        self._stopping = asyncio.Event()
-        self._tick_task = asyncio.create_task(self._tick_forever(), name="adminstats-tick")
+        self.producer.start()
         self.started = True
         logger.info(
             "adminstats started (instance %s, bus %s, audit pushes %s)",
             self.settings.instance_name,
             self.bus_status.backend,
-            "by database trigger" if self._trigger_pushes else "by record_action",
+            "by database trigger" if self.feed.trigger.pushes else "by record_action",
         )
-
-    async def _start_feed(self) -> None:
-        try:
-            await self.feed.start()
-            self._trigger_pushes = self._bus_shares_database() and await audit_trigger_installed(
-                self.database, prefix=self.settings.channel_prefix, table=self.settings.audit_table
-            )
-        except Exception as exc:  # a broken database degrades pushes, it does not stop us
-            logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, exc)
-
-    def _bus_shares_database(self) -> bool:
-        """The trigger's NOTIFY reaches the bus only on the same PostgreSQL database."""
-        if not is_postgres(self.database) or self.bus_status.backend != "postgresql":
-            return False
-        bus = Database(self.settings.broadcast_url).url
-        db = self.database.url
-        return (bus.hostname, bus.port, bus.database) == (db.hostname, db.port, db.database)
 
     async def shutdown(self) -> None:
         if not self.started:
             return
         self.started = False
         self.hub.close_all(Close.of(CloseCode.GOING_AWAY))
-        if self._tick_task is not None:
-            # Let a tick in flight finish: cancelling queries mid-way can wedge a pool.
-            self._stopping.set()
-            try:
-                await asyncio.wait_for(self._tick_task, self.settings.collector_deadline + 1)
-            except TimeoutError:
-                logger.warning("the last stats tick did not finish in time; cancelled")
-        await self.producer.close()
+        await self.producer.close()  # after the tick in flight, if any
         await self._bus.stop()
         await self._verifier.close()
         if self._owns_database:
@@ -238,23 +171,22 @@ class AdminStats:
 
     async def tick(self) -> None:
         """One stats tick: produce and publish if this instance is the producer."""
-        with self.metrics.tick_seconds.time():
-            await self.producer.tick()
+        await self.producer.tick()
 
-    async def _tick_forever(self) -> None:
-        interval = self.settings.stats_interval
-        next_at = time.monotonic() + interval
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(0.0, next_at - time.monotonic()))
-                return
-            next_at += interval
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("stats tick failed")
-            # Skip ticks we were too slow for instead of bursting to catch up.
-            next_at = max(next_at, time.monotonic())
+    async def publish_snapshot(self, data: dict[str, Any]) -> None:
+        """Send ``data`` as a ``stats_update`` to every instance's ``stats`` subscribers.
+
+        Published on the bus as the producer's snapshots are (to this instance's clients
+        only while the bus is down); the next tick's snapshot replaces it.
+        """
+        if not self.started:
+            raise NotStartedError(_NOT_STARTED)
+        await self.producer.publish(data)
+
+    @property
+    def connections(self) -> int:
+        """This instance's authenticated sessions (``/health``'s ``connections``)."""
+        return len(self.hub)
 
     async def record_action(
         self, action: str, admin: str, target_type: str, target_id: str | int | None = None
@@ -268,7 +200,7 @@ class AdminStats:
         if not self.started:
             raise NotStartedError(_NOT_STARTED)
         data = await self.audit.insert(action, admin, target_type, target_id)
-        await self.feed.publish(data, by_trigger=self._trigger_pushes)
+        await self.feed.publish(data)
         return data
 
     @contextlib.asynccontextmanager
@@ -288,7 +220,7 @@ class AdminStats:
         async with self.database.transaction():
             yield pending
         for data in pending.actions:
-            await self.feed.publish(data, by_trigger=self._trigger_pushes)
+            await self.feed.publish(data)
 
     async def authenticate(self, token: str) -> Identity:
         """Verify an admin token as the WebSocket does (for the host's own admin routes).
@@ -303,10 +235,7 @@ class AdminStats:
         From then on rows inserted by any writer are pushed; ``record_action`` stops
         publishing itself, since the trigger does it on commit.
         """
-        await install_audit_trigger(
-            self.database, prefix=self.settings.channel_prefix, table=self.settings.audit_table
-        )
-        self._trigger_pushes = self._bus_shares_database()
+        await self.feed.trigger.install()
 
     def health(self) -> dict[str, Any]:
         """What ``<mount>/health`` answers: never secrets, only states and counts."""
@@ -316,12 +245,12 @@ class AdminStats:
             hub=self.hub,
             bus=self.bus_status,
             producer=self.producer,
-            stats_queries=sum(c.queries for c in self._db_collectors),
+            stats_queries=self.producer.stats_queries,
         )
 
     def _metric_state(self) -> State:
         return State(
-            connections=len(self.hub),
+            connections=self.connections,
             sockets=self.hub.sockets,
             pending=self._admission.pending.count,
             bus_up=self.bus_status.up,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -31,10 +31,16 @@ __all__ = [
     "ProtocolError",
     "Subscribe",
     "Unsubscribe",
+    "audit_action",
+    "connected",
     "encode",
     "error",
     "parse_client_message",
-    "server_message",
+    "ping",
+    "pong",
+    "stats_update",
+    "subscribed",
+    "token_expiring",
     "utc_timestamp",
 ]
 
@@ -106,17 +112,65 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def server_message(type_: str, **fields: Any) -> dict[str, Any]:
-    """A server message: ``type``, the fields, and ``timestamp``."""
-    return {"type": type_, **fields, "timestamp": utc_timestamp()}
-
-
-def error(code: str, message: str) -> dict[str, Any]:
-    return server_message("error", code=code, message=message)
-
-
 def encode(message: Mapping[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# --- server -> client: one constructor per message of section 2, each the frame's text.
+# Fields in the order they have always been sent, ``timestamp`` last.
+
+
+def _frame(type_: str, **fields: Any) -> str:
+    return encode({"type": type_, **fields, "timestamp": utc_timestamp()})
+
+
+def connected(
+    *,
+    connection_id: str,
+    sub: str,
+    subscriptions: Sequence[str],
+    stats_interval: float,
+    heartbeat_interval: float,
+) -> str:
+    return _frame(
+        "connected",
+        message="Connected to admin WebSocket server",
+        protocol=PROTOCOL,
+        connectionId=connection_id,
+        user={"sub": sub},
+        subscriptions=list(subscriptions),
+        statsInterval=stats_interval,
+        heartbeatInterval=heartbeat_interval,
+    )
+
+
+def stats_update(*, data: Mapping[str, Any]) -> str:
+    return _frame("stats_update", data=data)
+
+
+def subscribed(*, subscriptions: Sequence[str]) -> str:
+    return _frame("subscribed", subscriptions=list(subscriptions))
+
+
+def audit_action(*, data: Mapping[str, Any], replayed: bool = False) -> str:
+    """One redacted audit action; ``replayed`` marks one sent again after a gap."""
+    return _frame("audit_action", data={**data, "replayed": True} if replayed else data)
+
+
+def ping() -> str:
+    return _frame("ping")
+
+
+def pong() -> str:
+    return _frame("pong")
+
+
+def token_expiring(*, expires_at: datetime) -> str:
+    return _frame("token_expiring", expiresAt=utc_timestamp(expires_at))
+
+
+def error(*, code: str, message: str) -> str:
+    return _frame("error", code=code, message=message)
 
 
 # --- client -> server ---------------------------------------------------------------

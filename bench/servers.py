@@ -216,9 +216,12 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
 
         routes.append(Mount(PATH, app=stats))
         inner = started
-        hooks = Hooks(
-            lambda: len(stats.hub), lambda text: stats._bus.publish("stats", text), record
-        )
+
+        async def publish(text: str) -> None:
+            # The public way in: on the bus as the producer's snapshot would go.
+            await stats.publish_snapshot(json.loads(text)["data"])
+
+        hooks = Hooks(lambda: stats.connections, publish, record)
     elif kind == "seed":
 
         async def seed(websocket: WebSocket) -> None:

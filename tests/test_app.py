@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError, StartupError
 
 from support.demo_db import prepare_database
-from support.loopback import client, make_settings, recv, serve, token
+from support.loopback import client, make_settings, recv, recv_type, serve, token
 
 
 async def _home(request: Any) -> PlainTextResponse:
@@ -197,3 +197,19 @@ async def test_browser_client_and_hook_are_served_next_to_the_endpoint(
     assert "export class AdminStatsClient" in client_js.text
     assert imported.text == client_js.text  # the hook's "./adminstats.js" import
     assert 'from "./adminstats.js"' in hook.text
+
+
+async def test_a_snapshot_of_the_hosts_own_reaches_clients_through_the_bus(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    await prepare_database(settings.database_url)
+    stats = AdminStats(settings)
+    with pytest.raises(NotStartedError, match="lifespan"):
+        await stats.publish_snapshot({"host": 1})
+    async with (
+        serve(starlette_mount(stats)) as addr,
+        client(f"ws://{addr}/admin/ws", tok=token()) as ws,
+    ):
+        await recv_type(ws, "stats_update")  # the latest snapshot, at once on connect
+        assert stats.connections == 1
+        await stats.publish_snapshot({"host": 1})
+        assert (await recv_type(ws, "stats_update"))["data"] == {"host": 1}

@@ -112,7 +112,7 @@ async def test_repeated_audit_actions_are_dropped(start: Any) -> None:
         await next_of(stream, "stats_update")
         first = await stats.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
         # The same action on the wire again, as a second instance or a replay would send it.
-        again = protocol.encode(protocol.server_message("audit_action", data=first))
+        again = protocol.audit_action(data=first)
         stats.hub.publish_notification(again)
         stats.hub.publish_notification(again)
         second = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -90,9 +95,142 @@ def test_every_close_code_has_its_documented_reason() -> None:
 
 
 def test_timestamps_are_utc_with_z() -> None:
-    message = protocol.server_message("pong")
-    assert message["timestamp"].endswith("Z")
+    message = json.loads(protocol.pong())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", message["timestamp"])
     assert list(message) == ["type", "timestamp"]
+
+
+# --- server messages: one constructor each (issue 10) ---------------------------------
+
+_SECTION_2 = (
+    (Path(__file__).parents[1] / "docs" / "PROTOCOL.md")
+    .read_text(encoding="utf-8")
+    .split("## 2. Server")[1]
+    .split("\n## 3.")[0]
+)
+#: The documented example of each server message, by type.
+_EXAMPLES = {
+    example["type"]: example
+    for example in map(json.loads, re.findall(r"```json\n(.*?)```", _SECTION_2, re.DOTALL))
+}
+_CONSTRUCTORS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "connected": lambda ex: protocol.connected(
+        connection_id=ex["connectionId"],
+        sub=ex["user"]["sub"],
+        subscriptions=ex["subscriptions"],
+        stats_interval=ex["statsInterval"],
+        heartbeat_interval=ex["heartbeatInterval"],
+    ),
+    "stats_update": lambda ex: protocol.stats_update(data=ex["data"]),
+    "subscribed": lambda ex: protocol.subscribed(subscriptions=ex["subscriptions"]),
+    "audit_action": lambda ex: protocol.audit_action(data=ex["data"]),
+    "ping": lambda ex: protocol.ping(),
+    "pong": lambda ex: protocol.pong(),
+    "token_expiring": lambda ex: protocol.token_expiring(
+        expires_at=datetime.fromisoformat(ex["expiresAt"])
+    ),
+    "error": lambda ex: protocol.error(code=ex["code"], message=ex["message"]),
+}
+
+
+def _fixed_time(text: str) -> str:
+    """The frame with its own ``timestamp`` (the last field) replaced by ``T``."""
+    head, stamp = text.rsplit(',"timestamp":', 1)
+    assert re.fullmatch(r'"[0-9T:.-]{23}Z"\}', stamp), stamp
+    return head + ',"timestamp":"T"}'
+
+
+def test_every_documented_server_message_has_a_constructor() -> None:
+    headings = re.findall(r"^### (.+)$", _SECTION_2, re.MULTILINE)
+    documented = {name for heading in headings for name in heading.split(" / ")}
+    assert documented == set(_CONSTRUCTORS)
+    assert documented <= set(protocol.__all__)
+    assert "server_message" not in vars(protocol)
+
+
+@pytest.mark.parametrize("kind", sorted(set(_EXAMPLES)))
+def test_constructors_build_the_documented_examples(kind: str) -> None:
+    example = _EXAMPLES[kind]
+    built = json.loads(_CONSTRUCTORS[kind](example))
+    assert built == {**example, "timestamp": built["timestamp"]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "wire"),
+    [
+        (
+            "connected",
+            '{"type":"connected","message":"Connected to admin WebSocket server",'
+            '"protocol":"adminstats.v1","connectionId":"c7f1\u2026","user":{"sub":"alice"},'
+            '"subscriptions":["stats","notifications"],"statsInterval":5,'
+            '"heartbeatInterval":30,"timestamp":"T"}',
+        ),
+        (
+            "stats_update",
+            '{"type":"stats_update","data":{"online":{"users":45,"players":32,'
+            '"connections":3},"totals":{"players":1250,"villages":2156},'
+            '"activity":{"recentActions":[{"id":"123","action":"BAN_PLAYER",'
+            '"admin":"AdminUser","targetType":"PLAYER","timestamp":"2025-01-04T11:59:30Z"}]},'
+            '"system":{"database":{"status":"healthy","latency":45},'
+            '"memory":{"used":85,"total":128},"uptime":3600},"meta":{"instance":"web-1",'
+            '"collectedAt":"2025-01-04T12:00:00Z","durationMs":12,"stale":false,'
+            '"sources":{"database":{"ok":true,"ms":9}},"local":false,"bus":{"backend":"redis",'
+            '"status":"up","since":"2025-01-04T11:00:00.000Z","reconnects":0,"error":null}}},'
+            '"timestamp":"T"}',
+        ),
+        (
+            "subscribed",
+            '{"type":"subscribed","subscriptions":["stats","notifications"],"timestamp":"T"}',
+        ),
+        (
+            "audit_action",
+            '{"type":"audit_action","data":{"id":"124","action":"UNBAN_PLAYER",'
+            '"admin":"AdminUser","targetType":"PLAYER","timestamp":"2025-01-04T12:00:01Z"},'
+            '"timestamp":"T"}',
+        ),
+        ("ping", '{"type":"ping","timestamp":"T"}'),
+        ("pong", '{"type":"pong","timestamp":"T"}'),
+        (
+            "token_expiring",
+            '{"type":"token_expiring","expiresAt":"2025-01-04T12:05:00.000Z","timestamp":"T"}',
+        ),
+        (
+            "error",
+            '{"type":"error","code":"bad_message","message":"invalid JSON","timestamp":"T"}',
+        ),
+    ],
+)
+def test_constructors_send_the_exact_frames(kind: str, wire: str) -> None:
+    """Byte for byte as sent before the constructors: compact JSON, UTF-8 as is, the
+    fields in this order and ``timestamp`` last."""
+    text = _CONSTRUCTORS[kind](_EXAMPLES.get(kind, {}))
+    assert _fixed_time(text) == wire
+    assert list(json.loads(text)) == list(json.loads(wire))
+
+
+def test_a_replayed_audit_action_says_so_last_in_data() -> None:
+    data = {"id": "7", "action": "BAN_PLAYER", "admin": "Zo\u00eb"}
+    replayed = protocol.audit_action(data=data, replayed=True)
+    assert _fixed_time(replayed) == (
+        '{"type":"audit_action","data":{"id":"7","action":"BAN_PLAYER","admin":"Zo\u00eb",'
+        '"replayed":true},"timestamp":"T"}'
+    )
+    assert "replayed" not in json.loads(protocol.audit_action(data=data))["data"]
+    assert data == {"id": "7", "action": "BAN_PLAYER", "admin": "Zo\u00eb"}  # not mutated
+
+
+def test_token_expiring_gives_a_naive_or_zoned_time_in_utc() -> None:
+    zoned = datetime(2025, 1, 4, 13, 5, tzinfo=timezone(timedelta(hours=1)))
+    for moment in (zoned, datetime(2025, 1, 4, 12, 5)):
+        message = json.loads(protocol.token_expiring(expires_at=moment))
+        assert message["expiresAt"] == "2025-01-04T12:05:00.000Z"
+
+
+def test_constructor_fields_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        protocol.error("bad_message", "invalid JSON")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        protocol.subscribed(["stats"])  # type: ignore[call-arg]
 
 
 # --- hostile input (issue 15, items 5 and 8) ------------------------------------------
@@ -189,4 +327,4 @@ def test_parser_raises_nothing_but_protocol_error(text: str) -> None:
     try:
         parse_client_message(text)
     except ProtocolError as exc:
-        protocol.encode(protocol.error(exc.code, exc.message)).encode()
+        protocol.error(code=exc.code, message=exc.message).encode()

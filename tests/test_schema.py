@@ -93,8 +93,9 @@ async def test_rows_from_any_writer_reach_dashboards_once(tmp_path: Path) -> Non
         await prepare_database(url)
         stats = AdminStats(settings)
         async with serve(starlette_host(stats)) as addr:
-            assert not stats._trigger_pushes
+            assert not stats.feed.trigger.pushes
             await stats.install_audit_trigger()  # switches to trigger pushes at once
+            assert stats.feed.trigger.pushes
             async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
                 await recv(ws)
                 writer = await asyncpg.connect(url)

@@ -196,7 +196,7 @@ async def test_frame_declaring_1_gib_is_refused_before_its_payload(start: Any) -
     assert code == CloseCode.MESSAGE_TOO_BIG
     assert "exceeds limit" in reason
     assert elapsed < 1.5
-    await eventually(lambda: len(stats.hub) == 0, within=2)
+    await eventually(lambda: stats.connections == 0, within=2)
     await assert_serves_healthy_client(addr)
 
 
@@ -224,13 +224,13 @@ async def test_client_that_stops_reading_is_closed_by_the_heartbeat(start: Any) 
             started = time.monotonic()
             try:
                 assert head.startswith(b"HTTP/1.1 101 ")
-                await eventually(lambda: len(stats.hub) == 2, within=2)
+                await eventually(lambda: stats.connections == 2, within=2)
 
                 def gone() -> bool:
                     return any("closed: sub=sloth" in line for line in logs.lines(CONNECTIONS))
 
                 took = await eventually(gone, within=HEARTBEAT + PONG_WAIT + SLACK)
-                assert len(stats.hub) == 1  # only the healthy client is left
+                assert stats.connections == 1  # only the healthy client is left
                 data = await raw.read_available(limit=2)  # read at last
             finally:
                 raw.close()
@@ -278,9 +278,9 @@ async def test_client_that_stops_reading_with_full_buffers_is_released(start: An
     try:
         with capture_logs() as logs:
             assert head.startswith(b"HTTP/1.1 101 ")
-            await eventually(lambda: len(stats.hub) == 1, within=2)
+            await eventually(lambda: stats.connections == 1, within=2)
             # The heartbeat gives up on it (the hub forgets it) ...
-            await eventually(lambda: len(stats.hub) == 0, within=1.5 + SLACK)
+            await eventually(lambda: stats.connections == 0, within=1.5 + SLACK)
             bulky.size = 0
             # ... but the close must also complete, and free the slot.
             await asyncio.sleep(SLACK)

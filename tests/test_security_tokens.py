@@ -115,7 +115,7 @@ async def test_64kb_token_in_the_handshake_is_refused_without_hanging(
                 assert answers == [b"", b"", b""]
                 assert not any(raw.eof for raw in raws)
                 assert logs.lines(CONNECTIONS) == []
-                assert len(stats.hub) == 0
+                assert stats.connections == 0
                 await assert_serves_healthy_client(addr)
             finally:
                 for raw in raws:

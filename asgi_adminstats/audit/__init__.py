@@ -3,13 +3,14 @@ committed actions (and replays them after an outage), and the PostgreSQL trigger
 
 from ._feed import AuditFeed
 from ._log import AUDIT_FIELDS, MAX_LENGTHS, AuditLog, PendingActions, redact
-from ._trigger import audit_trigger_installed, install_audit_trigger
+from ._trigger import AuditTrigger, audit_trigger_installed, install_audit_trigger
 
 __all__ = [
     "AUDIT_FIELDS",
     "MAX_LENGTHS",
     "AuditFeed",
     "AuditLog",
+    "AuditTrigger",
     "PendingActions",
     "audit_trigger_installed",
     "install_audit_trigger",

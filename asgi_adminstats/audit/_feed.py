@@ -16,6 +16,7 @@ from ..bus import Bus
 from ..delivery import Hub
 from ..telemetry import get_logger
 from ._log import AuditLog
+from ._trigger import AuditTrigger
 
 __all__ = ["AuditFeed"]
 
@@ -25,8 +26,9 @@ _REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed 
 
 
 class AuditFeed:
-    def __init__(self, audit: AuditLog, hub: Hub, bus: Bus) -> None:
+    def __init__(self, audit: AuditLog, hub: Hub, bus: Bus, *, trigger: AuditTrigger) -> None:
         self._audit = audit
+        self.trigger = trigger
         self._hub = hub
         self._bus = bus
         self._order: deque[int] = deque()
@@ -36,7 +38,12 @@ class AuditFeed:
         self._unpublished: deque[int] = deque(maxlen=protocol.REPLAY_LIMIT)
 
     async def start(self) -> None:
-        self.last_id = await self._audit.max_id()
+        """Read where the audit table stands and whether the trigger publishes for us."""
+        try:
+            self.last_id = await self._audit.max_id()
+            await self.trigger.detect()
+        except Exception as exc:  # a broken database degrades pushes, it does not stop us
+            logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, exc)
 
     def push(self, data: dict[str, Any], *, replayed: bool = False) -> bool:
         """Push one redacted action unless already pushed; True if it was sent."""
@@ -44,20 +51,17 @@ class AuditFeed:
         if action_id in self._seen:
             return False
         self._remember(action_id)
-        if replayed:
-            data = {**data, "replayed": True}
-        message = protocol.server_message("audit_action", data=data)
-        self._hub.publish_notification(protocol.encode(message))
+        self._hub.publish_notification(protocol.audit_action(data=data, replayed=replayed))
         return True
 
-    async def publish(self, data: dict[str, Any], *, by_trigger: bool = False) -> None:
+    async def publish(self, data: dict[str, Any]) -> None:
         """A committed action: to this instance's clients now, to the others by the bus.
 
-        ``by_trigger``: the PostgreSQL trigger published the id on commit already. An id
-        the bus cannot take now is published again when it is back (``bus_up``).
+        Unless the PostgreSQL trigger published the id on commit already. An id the bus
+        cannot take now is published again when it is back (``bus_up``).
         """
         self.push(data)
-        if not by_trigger and not await self._bus.publish_quietly("audit", data["id"]):
+        if not self.trigger.pushes and not await self._bus.publish_quietly("audit", data["id"]):
             self._unpublished.append(int(data["id"]))
 
     async def on_bus(self, payload: str) -> None:

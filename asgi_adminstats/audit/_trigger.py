@@ -1,5 +1,6 @@
 """The PostgreSQL trigger that makes every insert into the audit table push to dashboards,
-whoever the writer (the DDL, and the start-up check that it is in place).
+whoever the writer (the DDL, the start-up check that it is in place, and whether it
+publishes this instance's actions).
 """
 
 from __future__ import annotations
@@ -7,8 +8,9 @@ from __future__ import annotations
 from databases import Database
 
 from ..db import is_postgres, statement
+from ..settings import Settings
 
-__all__ = ["audit_trigger_installed", "install_audit_trigger"]
+__all__ = ["AuditTrigger", "audit_trigger_installed", "install_audit_trigger"]
 
 
 def _trigger_ddl(prefix: str, table: str) -> tuple[str, ...]:
@@ -56,3 +58,41 @@ async def audit_trigger_installed(
         )
     )
     return bool(found)
+
+
+class AuditTrigger:
+    """Whether the trigger publishes this instance's actions, so ``record_action`` need not.
+
+    Only when it is installed and the bus listens on the same PostgreSQL database: its
+    NOTIFY reaches no other bus.
+    """
+
+    def __init__(self, database: Database, settings: Settings, *, bus_engine: str) -> None:
+        self._database = database
+        self._prefix = settings.channel_prefix
+        self._table = settings.audit_table
+        self._bus_url = settings.broadcast_url
+        self._bus_engine = bus_engine
+        self._pushes = False
+
+    @property
+    def pushes(self) -> bool:
+        """True once the trigger is known to publish every insert on this instance's bus."""
+        return self._pushes
+
+    async def detect(self) -> None:
+        """At start-up: is the trigger already in place (``adminstats init-db``)?"""
+        self._pushes = self._bus_shares_database() and await audit_trigger_installed(
+            self._database, prefix=self._prefix, table=self._table
+        )
+
+    async def install(self) -> None:
+        await install_audit_trigger(self._database, prefix=self._prefix, table=self._table)
+        self._pushes = self._bus_shares_database()
+
+    def _bus_shares_database(self) -> bool:
+        if not is_postgres(self._database) or self._bus_engine != "postgresql":
+            return False
+        bus = Database(self._bus_url).url
+        db = self._database.url
+        return (bus.hostname, bus.port, bus.database) == (db.hostname, db.port, db.database)

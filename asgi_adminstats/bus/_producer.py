@@ -3,21 +3,26 @@
 Every tick each instance reports its own connection count on the bus. With the bus up,
 the lease holder collects one snapshot (summing the fresh reports) and publishes it;
 the others only fan out what arrives. With the bus down, every instance collects a
-snapshot for its own clients, marked ``meta.local``.
+snapshot for its own clients, marked ``meta.local``. The producer ticks every
+``stats_interval`` on a task of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..delivery import Hub
+from ..settings import Settings
 from ..telemetry import get_logger
 from ._bus import Bus
 from ._engines import BusStatus
-from ._lease import Lease
+from ._lease import Lease, create_lease
 
 if TYPE_CHECKING:
     # Only the type: stats imports the audit feed, which imports this package.
@@ -67,6 +72,9 @@ class Producer:
         lease: Lease,
         hub: Hub,
         presence: Presence,
+        interval: float,
+        grace: float,
+        observe_tick: Callable[[float], None],
     ) -> None:
         self._engine = engine
         self._bus = bus
@@ -74,11 +82,73 @@ class Producer:
         self._lease = lease
         self._hub = hub
         self._presence = presence
+        self._interval = interval
+        self._grace = grace  # how long a tick in flight may take to finish at shutdown
+        self._observe_tick = observe_tick
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.leading = False
         self.ticks = 0
         self.changes = 0  # became or stopped being the producer (for the metrics)
 
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        engine: StatsEngine,
+        bus: Bus,
+        status: BusStatus,
+        hub: Hub,
+        observe_tick: Callable[[float], None],
+    ) -> Producer:
+        """The producer of the settings' cluster; subscribes the presence reports on ``bus``."""
+        presence = Presence(settings.instance_name, freshness=settings.stats_interval * 2.5)
+        bus.on("presence", presence.on_report)
+        return cls(
+            engine=engine,
+            bus=bus,
+            status=status,
+            lease=create_lease(settings),
+            hub=hub,
+            presence=presence,
+            interval=settings.stats_interval,
+            grace=settings.collector_deadline + 1,
+            observe_tick=observe_tick,
+        )
+
+    def start(self) -> None:
+        """Tick every interval from now on (after ``first_tick``), until ``close``."""
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._tick_forever(), name="adminstats-tick")
+
     async def tick(self) -> None:
+        """One tick: collect and publish if this instance produces (timed for the metrics)."""
+        started = time.perf_counter()
+        try:
+            await self._tick()
+        finally:
+            self._observe_tick(time.perf_counter() - started)
+
+    async def publish(self, data: dict[str, Any]) -> None:
+        """A snapshot made elsewhere, delivered as a tick's: on the bus while it is up."""
+        await self._deliver(data, publish=self._status.up)
+
+    async def _tick_forever(self) -> None:
+        next_at = time.monotonic() + self._interval
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, next_at - time.monotonic()))
+                return
+            next_at += self._interval
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("stats tick failed")
+            # Skip ticks we were too slow for instead of bursting to catch up.
+            next_at = max(next_at, time.monotonic())
+
+    async def _tick(self) -> None:
         local = len(self._hub)
         if not self._status.up:
             # Cut off from the cluster: let another instance produce for it (a PostgreSQL
@@ -99,6 +169,10 @@ class Producer:
     def collector_failures(self) -> dict[str, int]:
         return dict(self._engine.failures)
 
+    @property
+    def stats_queries(self) -> int:
+        return self._engine.queries
+
     def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:
             self.leading = leading
@@ -108,6 +182,14 @@ class Producer:
             )
 
     async def close(self) -> None:
+        if self._task is not None:
+            # Let a tick in flight finish: cancelling queries mid-way can wedge a pool.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._task, self._grace)
+            except TimeoutError:
+                logger.warning("the last stats tick did not finish in time; cancelled")
+            self._task = None
         await self._lease.close()
         self.leading = False
 
@@ -129,7 +211,7 @@ class Producer:
         )
 
     async def _deliver(self, data: dict[str, Any], *, publish: bool) -> None:
-        text = protocol.encode(protocol.server_message("stats_update", data=data))
+        text = protocol.stats_update(data=data)
         if publish:
             try:
                 await self._bus.publish("stats", text)

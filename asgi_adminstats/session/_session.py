@@ -100,7 +100,7 @@ class Session:
         self._heartbeat = Heartbeat(
             settings.heartbeat_interval,
             settings.heartbeat_timeout,
-            ping=lambda: self.outbox.put_control(protocol.encode(protocol.server_message("ping"))),
+            ping=lambda: self.outbox.put_control(protocol.ping()),
             on_timeout=lambda: self.outbox.close(Close.of(CloseCode.TIMEOUT, "timeout: no pong")),
         )
         self._expiry = Expiry(
@@ -161,7 +161,7 @@ class Session:
 
     async def _serve_authenticated(self, source: str) -> None:
         started = time.monotonic()
-        connected = protocol.encode(self._connected_message())
+        connected = self._connected_message()
         await self._ws.send_text(connected)
         self._tally.attempts["accepted", "-"] += 1
         self._tally.sent["control"] += 1
@@ -230,16 +230,14 @@ class Session:
     def _identify(self, identity: Identity) -> None:
         self.sub, self._exp = identity.sub, identity.exp
 
-    def _connected_message(self) -> dict[str, Any]:
-        return protocol.server_message(
-            "connected",
-            message="Connected to admin WebSocket server",
-            protocol=protocol.PROTOCOL,
-            connectionId=self.id,
-            user={"sub": self.sub},
+    def _connected_message(self) -> str:
+        assert self.sub is not None  # set by _identify before a session is served
+        return protocol.connected(
+            connection_id=self.id,
+            sub=self.sub,
             subscriptions=self._subscription_list(),
-            statsInterval=self._settings.stats_interval,
-            heartbeatInterval=self._settings.heartbeat_interval,
+            stats_interval=self._settings.stats_interval,
+            heartbeat_interval=self._settings.heartbeat_interval,
         )
 
     def _subscription_list(self) -> list[str]:
@@ -373,9 +371,8 @@ class Session:
         self._tally.sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
 
     def _warn_expiring(self, exp: float) -> None:
-        expires_at = protocol.utc_timestamp(datetime.fromtimestamp(exp, UTC))
-        message = protocol.server_message("token_expiring", expiresAt=expires_at)
-        self.outbox.put_control(protocol.encode(message))
+        expires_at = datetime.fromtimestamp(exp, UTC)
+        self.outbox.put_control(protocol.token_expiring(expires_at=expires_at))
 
     async def _read(self) -> Close | None:
         limit = self._settings.max_message_bytes
@@ -403,12 +400,12 @@ class Session:
                 return close
 
     def _reply_error(self, code: str, message: str) -> None:
-        self.outbox.put_control(protocol.encode(protocol.error(code, message)))
+        self.outbox.put_control(protocol.error(code=code, message=message))
 
     async def _handle(self, message: protocol.ClientMessage) -> Close | None:
         match message:
             case protocol.Ping():
-                self.outbox.put_control(protocol.encode(protocol.server_message("pong")))
+                self.outbox.put_control(protocol.pong())
             case protocol.Pong():
                 self._heartbeat.pong()
             case protocol.Subscribe(subscriptions=names, since=since):
@@ -442,12 +439,11 @@ class Session:
             self._reply_error("unavailable", "replay is unavailable right now")
             return
         for action in actions:
-            message = protocol.server_message("audit_action", data={**action, "replayed": True})
-            self.outbox.put_notification(protocol.encode(message))
+            self.outbox.put_notification(protocol.audit_action(data=action, replayed=True))
 
     def _confirm_subscriptions(self) -> None:
-        reply = protocol.server_message("subscribed", subscriptions=self._subscription_list())
-        self.outbox.put_control(protocol.encode(reply))
+        reply = protocol.subscribed(subscriptions=self._subscription_list())
+        self.outbox.put_control(reply)
 
     async def _reauthenticate(self, token: str) -> Close | None:
         """A new token for the same subject extends the session; anything else closes."""

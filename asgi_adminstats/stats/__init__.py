@@ -2,6 +2,7 @@
 
 from .base import Collector, CollectorFailure
 from .database import DatabaseHealthCollector, DatabaseStatsCollector
+from .defaults import create_engine
 from .engine import StatsEngine
 from .system import SystemCollector
 
@@ -12,4 +13,5 @@ __all__ = [
     "DatabaseStatsCollector",
     "StatsEngine",
     "SystemCollector",
+    "create_engine",
 ]

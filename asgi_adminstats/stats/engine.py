@@ -11,10 +11,13 @@ from typing import Any
 from ..protocol import utc_timestamp
 from ..telemetry import get_logger
 from .base import Collector, CollectorFailure
+from .database import DatabaseHealthCollector, DatabaseStatsCollector
 
 __all__ = ["StatsEngine", "empty_snapshot"]
 
 logger = get_logger("asgi_adminstats.stats")
+
+_COUNTING = (DatabaseHealthCollector, DatabaseStatsCollector)
 
 
 def empty_snapshot() -> dict[str, Any]:
@@ -46,6 +49,12 @@ class StatsEngine:
         self._last: dict[str, Mapping[str, Any]] = {}
         self._failing: set[str] = set()
         self.failures: dict[str, int] = dict.fromkeys(names, 0)  # for the metrics
+
+    @property
+    def queries(self) -> int:
+        """Database queries the package's own collectors ran so far (``/health``'s
+        ``statsQueries``: the cluster tests check it does not grow with instances)."""
+        return sum(c.queries for c in self._collectors if isinstance(c, _COUNTING))
 
     async def snapshot(
         self, *, connections: int, meta: Mapping[str, Any] | None = None

@@ -246,10 +246,13 @@ def component_app(spec: dict[str, Any], stop: Callable[[], None]) -> Any:
         for i in range(int(spec["publish_seconds"] / every)):
             if now() - started >= spec["publish_seconds"]:
                 break
-            snapshot = protocol.server_message("stats", data={"seq": i, "pad": pad})
+            # Type "stats", which checks.py counts, apart from the producer's own
+            # "stats_update" snapshots.
+            seq = {"seq": i, "pad": pad}
+            snapshot = {"type": "stats", "data": seq, "timestamp": protocol.utc_timestamp()}
             stats.hub.publish_stats(protocol.encode(snapshot))
-            action = protocol.server_message("audit_action", data={"id": str(i), "pad": pad})
-            stats.hub.publish_notification(protocol.encode(action))
+            action = protocol.audit_action(data={"id": str(i), "pad": pad})
+            stats.hub.publish_notification(action)
             PROBE.published += 1
             await asyncio.sleep(every)
         emit("publish_end", published=PROBE.published, took=now() - started)
@@ -264,7 +267,7 @@ def component_app(spec: dict[str, Any], stop: Callable[[], None]) -> Any:
                 "close_requested": None if requested is None else requested.code,
             }
         return {
-            "members": len(stats.hub),
+            "members": stats.connections,
             "sockets": stats.hub.sockets,
             "published": PROBE.published,
             "outboxes": outboxes,
