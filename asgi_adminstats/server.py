@@ -282,8 +282,11 @@ def uvicorn_config(
     return uvicorn.Config(app, **options)
 
 
-def _socket(config: uvicorn.Config, user_timeout: float | None) -> socket.socket:
-    return listening_socket(config.host, config.port, user_timeout=user_timeout)
+def _server(
+    config: uvicorn.Config, user_timeout: float | None
+) -> tuple[uvicorn.Server, list[socket.socket]]:
+    sock = listening_socket(config.host, config.port, user_timeout=user_timeout)
+    return uvicorn.Server(config), [sock]
 
 
 def run(
@@ -304,7 +307,8 @@ def run(
     config = uvicorn_config(
         app, settings, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips, **overrides
     )
-    uvicorn.Server(config).run(sockets=[_socket(config, user_timeout)])
+    server, sockets = _server(config, user_timeout)
+    server.run(sockets=sockets)
 
 
 async def serve(
@@ -321,4 +325,5 @@ async def serve(
     config = uvicorn_config(
         app, settings, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips, **overrides
     )
-    await uvicorn.Server(config).serve(sockets=[_socket(config, user_timeout)])
+    server, sockets = _server(config, user_timeout)
+    await server.serve(sockets=sockets)

@@ -42,7 +42,7 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ import psutil
 from asgi_adminstats import Settings, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for support/
+
+from support.rss import peak_rss  # noqa: E402
+
 SCRIPT = ROOT / "bench" / "server_script.py"
 RESULTS = ROOT / "bench" / "results" / "unauth_cost"
 ORIGIN = "http://bench.example.com"
@@ -239,24 +243,6 @@ class Server:
         return float(times.user + times.system)
 
 
-@contextlib.asynccontextmanager
-async def rss_sampler(server: Server) -> AsyncIterator[dict[str, int]]:
-    sample = {"baseline": server.rss(), "peak": server.rss()}
-
-    async def run() -> None:
-        while True:
-            sample["peak"] = max(sample["peak"], server.rss())
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(run())
-    try:
-        yield sample
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def ping_flood(server: Server, seconds: float, *, authenticated: bool) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {server.token('flooder')}"} if authenticated else {}
     raw, head = await Raw.upgrade(server.port, headers)
@@ -264,7 +250,7 @@ async def ping_flood(server: Server, seconds: float, *, authenticated: bool) -> 
     chunk = b"".join(frame(0x9, os.urandom(125)) for _ in range(500))
     loop = asyncio.get_running_loop()
     sent = 0
-    async with rss_sampler(server) as rss:
+    async with peak_rss(server.rss) as rss:
         cpu0, started = server.cpu(), loop.time()
         deadline = started + seconds
         while (left := deadline - loop.time()) > 0:
@@ -280,8 +266,8 @@ async def ping_flood(server: Server, seconds: float, *, authenticated: bool) -> 
     return {
         "seconds": seconds,
         "pings_taken_mib": round(sent / MIB, 1),
-        "rss_growth_peak_mib": round((rss["peak"] - rss["baseline"]) / MIB, 1),
-        "rss_growth_after_mib": round((server.rss() - rss["baseline"]) / MIB, 1),
+        "rss_growth_peak_mib": round((rss.peak - rss.baseline) / MIB, 1),
+        "rss_growth_after_mib": round((server.rss() - rss.baseline) / MIB, 1),
         "cpu_share": round(cpu_share, 3),
     }
 
@@ -303,7 +289,7 @@ async def deflate_bombs(server: Server, count: int) -> dict[str, Any]:
         finally:
             raw.close()
 
-    async with rss_sampler(server) as rss:
+    async with peak_rss(server.rss) as rss:
         codes = await asyncio.gather(*(one(i) for i in range(count)))
         await asyncio.sleep(1.0)
     return {
@@ -311,8 +297,8 @@ async def deflate_bombs(server: Server, count: int) -> dict[str, Any]:
         "inflated_mib_each": 15,
         "compressed_bytes_each": len(payload),
         "close_codes": sorted({str(c) for c in codes}),
-        "rss_growth_peak_mib": round((rss["peak"] - rss["baseline"]) / MIB, 1),
-        "rss_growth_after_mib": round((server.rss() - rss["baseline"]) / MIB, 1),
+        "rss_growth_peak_mib": round((rss.peak - rss.baseline) / MIB, 1),
+        "rss_growth_after_mib": round((server.rss() - rss.baseline) / MIB, 1),
     }
 
 

@@ -51,6 +51,7 @@ from support.loopback import (
     starlette_host,
     token,
 )
+from support.rss import peak_rss
 from support.wire import handshake_request, parse_frames
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "server_script.py"
@@ -126,26 +127,6 @@ async def server_process(
             await asyncio.wait_for(proc.wait(), 5)
 
 
-@contextlib.asynccontextmanager
-async def peak_rss(served: Served) -> AsyncIterator[list[int]]:
-    """Samples the server's RSS every 50 ms while inside; yields [baseline, peak]."""
-    sample = [served.rss(), served.rss()]
-
-    async def sampler() -> None:
-        while True:
-            sample[1] = max(sample[1], served.rss())
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(sampler())
-    try:
-        yield sample
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sample[1] = max(sample[1], served.rss())
-
-
 async def raw_handshake(
     addr: str, headers: dict[str, str], *, source: str = "127.0.0.1"
 ) -> tuple[RawClient, bytes]:
@@ -196,7 +177,7 @@ async def test_ping_flood_leaves_rss_flat_and_dashboards_on_their_ticks(tmp_path
             assert head.startswith(b"HTTP/1.1 101"), head
             try:
                 await asyncio.sleep(2 * STATS_INTERVAL)  # the dashboard's first ticks
-                async with peak_rss(served) as rss:
+                async with peak_rss(served.rss) as rss:
                     started = time.monotonic()
                     sent = await asyncio.gather(ping_flood(anonymous, 15), ping_flood(admin, 15))
                     ended = time.monotonic()
@@ -207,7 +188,7 @@ async def test_ping_flood_leaves_rss_flat_and_dashboards_on_their_ticks(tmp_path
                 await watcher.stop()
         # The flood did happen (the server read megabytes of pings before throttling).
         assert sum(sent) > 1 * MIB, sent
-        growth = rss[1] - rss[0]
+        growth = rss.peak - rss.baseline
         assert growth < 16 * MIB, f"RSS grew {growth / MIB:.1f} MiB"
         assert gap < 3 * STATS_INTERVAL, f"a {gap:.2f} s gap between snapshots"
         await assert_serves_healthy_client(served.addr, source="127.0.0.3")
@@ -234,14 +215,14 @@ async def test_deflate_bombs_leave_rss_flat(tmp_path: Path) -> None:
         return int.from_bytes(frames[-1][1][:2], "big"), frames[-1][1][2:]
 
     async with server_process(tmp_path) as served:
-        async with peak_rss(served) as rss:
+        async with peak_rss(served.rss) as rss:
             # One source address each: the attempt limit and pending budgets stay out of it.
             closes = await asyncio.gather(
                 *(drop(bomb, f"127.0.1.{i}") for i in range(1, 21)),
                 drop(small_bomb, "127.0.2.1"),
             )
         assert [code for code, _ in closes] == [1009] * 21, closes
-        growth = rss[1] - rss[0]
+        growth = rss.peak - rss.baseline
         assert growth < 32 * MIB, f"RSS grew {growth / MIB:.1f} MiB"
         await assert_serves_healthy_client(served.addr, source="127.0.0.3")
 
