@@ -16,13 +16,20 @@ from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
 from .auth import Identity, TokenVerifier
 from .bus import Bus, BusStatus, Producer, create_broadcast, engine_of, masked_url
 from .delivery import Close, Hub
-from .errors import AdminStatsError
+from .errors import NotStartedError, StartupError
 from .protocol import CloseCode
-from .session import Session
+from .session import Session, StarletteTransport
 from .settings import Settings
 from .stats import Collector, create_engine
-from .telemetry import Metrics, State, get_logger
-from .web import Endpoints, health_report, route_bare_paths, route_path
+from .telemetry import Metrics, get_logger
+from .web import (
+    Endpoints,
+    health_report,
+    metric_state,
+    route_bare_paths,
+    route_path,
+    serve_lifespan,
+)
 
 __all__ = ["AdminStats", "NotStartedError", "StartupError"]
 
@@ -33,14 +40,6 @@ _NOT_STARTED = (
     "lifespan events: pass lifespan=stats.lifespan to Starlette/FastAPI (or enter "
     "`async with stats.lifespan(app)` in your own lifespan), or use AdminStatsMiddleware."
 )
-
-
-class NotStartedError(AdminStatsError, RuntimeError):
-    """An operation that needs a started component ran before ``startup()``."""
-
-
-class StartupError(AdminStatsError, RuntimeError):
-    """The component cannot start; the message names the setting at fault."""
 
 
 class AdminStats:
@@ -97,7 +96,9 @@ class AdminStats:
         )
         self._bus.on("stats", self.hub.publish_stats)
         self._bus.on("audit", self.feed.on_bus)
-        self.metrics.watch(self._metric_state)
+        self.metrics.watch(
+            lambda: metric_state(self.hub, self._admission.pending, self.bus_status, self.producer)
+        )
         self._endpoints = Endpoints(
             settings, self._verifier, health=self.health, metrics=self.metrics.render
         )
@@ -248,24 +249,11 @@ class AdminStats:
             stats_queries=self.producer.stats_queries,
         )
 
-    def _metric_state(self) -> State:
-        return State(
-            connections=self.connections,
-            sockets=self.hub.sockets,
-            pending=self._admission.pending.count,
-            bus_up=self.bus_status.up,
-            bus_reconnects=self.bus_status.reconnects,
-            leading=self.producer.leading,
-            producer_changes=self.producer.changes,
-            snapshots=self.producer.ticks,
-            collector_failures=self.producer.collector_failures,
-        )
-
     # --- ASGI -----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._serve_lifespan(receive, send)
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
             return
         path = route_path(scope)
         if scope["type"] == "http":
@@ -288,28 +276,11 @@ class AdminStats:
         if ip is None:
             return
         await Session(
-            websocket,
+            StarletteTransport(websocket, send),
             settings=self.settings,
             verifier=self._verifier,
             hub=self.hub,
             client_ip=ip,
             tally=self.metrics.tally,
             replay=self.audit.since,
-            send=send,
         ).run(pending=self._admission.pending)
-
-    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
-        """Lifespan when this app is the server's top-level app."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from asgi_adminstats import AdminStats, Settings, mint_token
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 SECRET = "test-secret-" + "x" * 32
-ORIGIN = "http://dashboard.example.com"
+ORIGIN = Origin("http://dashboard.example.com")  # typed: what websockets.connect() takes
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

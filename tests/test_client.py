@@ -29,11 +29,10 @@ from asgi_adminstats.client import (
     AdminStatsClient,
     ConnectionRejected,
     ReconnectFailed,
-    _Ended,
-    _RecentIds,
-    _verdict,
     backoff_delay,
 )
+from asgi_adminstats.client._ids import RecentIds
+from asgi_adminstats.client._outcome import Ended, verdict
 
 from support.demo_db import prepare_database
 from support.loopback import client, closed, make_settings, starlette_host, token
@@ -122,7 +121,7 @@ async def test_repeated_audit_actions_are_dropped(start: Any) -> None:
 
 
 def test_recent_ids_are_bounded() -> None:
-    recent = _RecentIds(limit=1000)
+    recent = RecentIds(limit=1000)
     assert all(recent.add(str(i)) for i in range(1500))
     assert len(recent) == 1000
     assert not recent.add("1499")
@@ -285,24 +284,24 @@ def test_backoff_delay_is_full_jitter_within_bounds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ended", "verdict"),
+    ("ended", "expected"),
     [
-        (_Ended("", code=4401, reason="unauthorized: token expired"), "auth"),
-        (_Ended("", code=4403, reason="forbidden: admin role required"), "auth"),
+        (Ended("", code=4401, reason="unauthorized: token expired"), "auth"),
+        (Ended("", code=4403, reason="forbidden: admin role required"), "auth"),
         # "the token may be fine, so a client may retry later" (PROTOCOL.md section 4)
-        (_Ended("", code=4401, reason="unauthorized: authorization server unavailable"), "retry"),
-        *((_Ended("", code=code), "retry") for code in (1000, 1001, 1006, 1011, 1012, 1013)),
-        *((_Ended("", code=code), "retry") for code in (4008, 4408, 4429)),
-        (_Ended("cannot connect: ConnectionRefusedError"), "retry"),
-        (_Ended("", status=429, retry_after=3), "retry"),
-        (_Ended("", status=503), "retry"),
-        (_Ended("", status=401), "auth"),
-        (_Ended("", status=403, reason="forbidden origin"), "fatal"),
-        (_Ended("", status=404), "fatal"),
+        (Ended("", code=4401, reason="unauthorized: authorization server unavailable"), "retry"),
+        *((Ended("", code=code), "retry") for code in (1000, 1001, 1006, 1011, 1012, 1013)),
+        *((Ended("", code=code), "retry") for code in (4008, 4408, 4429)),
+        (Ended("cannot connect: ConnectionRefusedError"), "retry"),
+        (Ended("", status=429, retry_after=3), "retry"),
+        (Ended("", status=503), "retry"),
+        (Ended("", status=401), "auth"),
+        (Ended("", status=403, reason="forbidden origin"), "fatal"),
+        (Ended("", status=404), "fatal"),
     ],
 )
-def test_close_codes_follow_the_protocol_policy(ended: _Ended, verdict: str) -> None:
-    assert _verdict(ended) == verdict
+def test_close_codes_follow_the_protocol_policy(ended: Ended, expected: str) -> None:
+    assert verdict(ended) == expected
 
 
 # --- authentication ------------------------------------------------------------------

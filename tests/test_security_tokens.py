@@ -124,7 +124,7 @@ async def test_64kb_token_in_the_handshake_is_refused_without_hanging(
     started = time.monotonic()
     result: object
     try:
-        async with connect(url(addr), origin=ORIGIN, open_timeout=5, **offer) as conn:  # type: ignore[arg-type]
+        async with connect(url(addr), origin=ORIGIN, open_timeout=5, **offer) as conn:
             result = await closed(conn)
     except InvalidStatus as exc:
         result = exc.response.status_code

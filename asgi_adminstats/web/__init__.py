@@ -1,7 +1,16 @@
 """The HTTP side of the mount: the endpoints (426, /health, /metrics, the client files,
-the admin check) and mount-path routing."""
+the admin check), mount-path routing, and the lifespan protocol of a top-level app."""
 
-from ._endpoints import Endpoints, health_report
+from ._endpoints import Endpoints, health_report, metric_state
+from ._lifespan import serve_lifespan
 from ._routing import route_bare_paths, route_path, with_root_path
 
-__all__ = ["Endpoints", "health_report", "route_bare_paths", "route_path", "with_root_path"]
+__all__ = [
+    "Endpoints",
+    "health_report",
+    "metric_state",
+    "route_bare_paths",
+    "route_path",
+    "serve_lifespan",
+    "with_root_path",
+]

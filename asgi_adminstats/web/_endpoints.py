@@ -13,14 +13,15 @@ from typing import Any
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from ..admission import PendingBudget
 from ..auth import AuthError, TokenVerifier, bearer_token
 from ..bus import BusStatus, Producer
 from ..delivery import Hub
 from ..protocol import CloseCode
 from ..settings import Settings
-from ..telemetry import CONTENT_TYPE
+from ..telemetry import CONTENT_TYPE, State
 
-__all__ = ["Endpoints", "health_report"]
+__all__ = ["Endpoints", "health_report", "metric_state"]
 
 _STATIC = Path(__file__).parent.parent / "static"
 _CLIENT_FILES = {
@@ -58,6 +59,21 @@ def health_report(
         },
         "statsQueries": stats_queries,
     }
+
+
+def metric_state(hub: Hub, pending: PendingBudget, bus: BusStatus, producer: Producer) -> State:
+    """What ``/metrics`` reads from the component at scrape time."""
+    return State(
+        connections=len(hub),
+        sockets=hub.sockets,
+        pending=pending.count,
+        bus_up=bus.up,
+        bus_reconnects=bus.reconnects,
+        leading=producer.leading,
+        producer_changes=producer.changes,
+        snapshots=producer.ticks,
+        collector_failures=producer.collector_failures,
+    )
 
 
 class Endpoints:

@@ -67,7 +67,7 @@ async def assert_serves_healthy_client(
     async with connect(
         URL.format(addr=addr),
         additional_headers={"Authorization": f"Bearer {token(sub)}"},
-        origin=ORIGIN,  # type: ignore[arg-type]
+        origin=ORIGIN,
         open_timeout=timeout,
         local_addr=(source, 0),
     ) as ws:
@@ -90,7 +90,7 @@ async def attempt(
         async with connect(
             URL.format(addr=addr),
             additional_headers=dict(headers or {}),
-            origin=ORIGIN,  # type: ignore[arg-type]
+            origin=ORIGIN,
             open_timeout=timeout,
             local_addr=(source, 0),
         ) as ws:

@@ -1,54 +1,29 @@
-"""The wire protocol (PROTOCOL.md): close codes, server messages, client-message parsing.
-
-Pure functions and data only: no I/O, so the session can stay a thin state machine.
-"""
+"""Client -> server: the messages a client may send, and their parsing (PROTOCOL.md
+section 3), which refuses anything unusable with a :class:`ProtocolError`."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import IntEnum
 from itertools import accumulate
-from typing import Any
 
-from .errors import AdminStatsError
+from ..errors import AdminStatsError
+from ._codes import SUBSCRIPTIONS
 
 __all__ = [
-    "AUTH_SERVER_UNAVAILABLE",
-    "INVALID_TOKEN",
-    "PROTOCOL",
-    "REPLAY_LIMIT",
-    "SUBSCRIPTIONS",
-    "TOKEN_EXPIRED",
+    "MAX_DEPTH",
     "Auth",
     "ClientMessage",
-    "CloseCode",
     "Ping",
     "Pong",
     "ProtocolError",
     "Subscribe",
     "Unsubscribe",
-    "audit_action",
-    "connected",
-    "encode",
-    "error",
+    "excerpt",
     "parse_client_message",
-    "ping",
-    "pong",
-    "stats_update",
-    "subscribed",
-    "token_expiring",
-    "utc_timestamp",
 ]
 
-PROTOCOL = "adminstats.v1"
-SUBSCRIPTIONS = ("stats", "notifications")
-#: The most audit actions replayed at once, oldest first: after a bus outage, and for a
-#: ``since`` (then also at most ``notification_queue``, the client's queue bound).
-REPLAY_LIMIT = 100
 _EXCERPT = 32
 #: Deepest nesting a client message may have. Valid ones nest 2 deep (an object holding
 #: a list); json's C parser recurses per level and fails with RecursionError far below
@@ -62,118 +37,6 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 #: ``since``: an audit action id, ASCII digits only (``str.isdigit`` takes "²" and "٣").
 _AUDIT_ID = re.compile(r"[0-9]{1,18}")
 _MAX_AUDIT_ID = 10**18
-
-
-class CloseCode(IntEnum):
-    """Close codes of PROTOCOL.md section 4; ``.reason`` is the documented reason text."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013
-    SLOW_CONSUMER = 4008
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    TIMEOUT = 4408
-    RATE_LIMITED = 4429
-
-    @property
-    def reason(self) -> str:
-        return _REASONS[self]
-
-
-_REASONS = {
-    CloseCode.NORMAL: "normal closure",
-    CloseCode.GOING_AWAY: "going away",
-    CloseCode.MESSAGE_TOO_BIG: "message too big",
-    CloseCode.INTERNAL_ERROR: "internal error",
-    CloseCode.TRY_AGAIN_LATER: "try again later",
-    CloseCode.SLOW_CONSUMER: "slow consumer",
-    CloseCode.UNAUTHORIZED: "unauthorized: missing, invalid or expired token",
-    CloseCode.FORBIDDEN: "forbidden: admin role required",
-    CloseCode.TIMEOUT: "timeout",
-    CloseCode.RATE_LIMITED: "rate limited",
-}
-
-
-#: 4401 reasons that name the case (section 4); a client retries later only on
-#: ``AUTH_SERVER_UNAVAILABLE``, since the token itself may be fine.
-INVALID_TOKEN = "unauthorized: invalid token"
-TOKEN_EXPIRED = "unauthorized: token expired"
-AUTH_SERVER_UNAVAILABLE = "unauthorized: authorization server unavailable"
-
-
-def utc_timestamp(moment: datetime | None = None) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, millisecond precision."""
-    moment = moment or datetime.now(UTC)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def encode(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-# --- server -> client: one constructor per message of section 2, each the frame's text.
-# Fields in the order they have always been sent, ``timestamp`` last.
-
-
-def _frame(type_: str, **fields: Any) -> str:
-    return encode({"type": type_, **fields, "timestamp": utc_timestamp()})
-
-
-def connected(
-    *,
-    connection_id: str,
-    sub: str,
-    subscriptions: Sequence[str],
-    stats_interval: float,
-    heartbeat_interval: float,
-) -> str:
-    return _frame(
-        "connected",
-        message="Connected to admin WebSocket server",
-        protocol=PROTOCOL,
-        connectionId=connection_id,
-        user={"sub": sub},
-        subscriptions=list(subscriptions),
-        statsInterval=stats_interval,
-        heartbeatInterval=heartbeat_interval,
-    )
-
-
-def stats_update(*, data: Mapping[str, Any]) -> str:
-    return _frame("stats_update", data=data)
-
-
-def subscribed(*, subscriptions: Sequence[str]) -> str:
-    return _frame("subscribed", subscriptions=list(subscriptions))
-
-
-def audit_action(*, data: Mapping[str, Any], replayed: bool = False) -> str:
-    """One redacted audit action; ``replayed`` marks one sent again after a gap."""
-    return _frame("audit_action", data={**data, "replayed": True} if replayed else data)
-
-
-def ping() -> str:
-    return _frame("ping")
-
-
-def pong() -> str:
-    return _frame("pong")
-
-
-def token_expiring(*, expires_at: datetime) -> str:
-    return _frame("token_expiring", expiresAt=utc_timestamp(expires_at))
-
-
-def error(*, code: str, message: str) -> str:
-    return _frame("error", code=code, message=message)
-
-
-# --- client -> server ---------------------------------------------------------------
 
 
 class ProtocolError(AdminStatsError):

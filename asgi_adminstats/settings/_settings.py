@@ -1,46 +1,31 @@
-"""One frozen, validated configuration object for the whole component.
-
-Every setting is checked at construction so a bad value fails at start-up with a
-message naming the setting (and, from :meth:`Settings.from_env`, its variable).
-"""
+"""The frozen :class:`Settings` dataclass, checked field by field at construction."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .db import Queries
-from .errors import AdminStatsError
-from .protocol import SUBSCRIPTIONS
+from ..db import Queries
+from ..protocol import SUBSCRIPTIONS
+from ._env import settings_from_env
+from ._rules import (
+    _AT_LEAST_ONE,
+    _COOKIE_NAME,
+    _MIN_SECRET_BYTES,
+    _POSITIVE,
+    ALGORITHMS,
+    FORWARDED_HEADERS,
+    IDENTIFIER,
+    _is_origin,
+    _require,
+)
 
-__all__ = [
-    "ALGORITHMS",
-    "DEFAULT_ALGORITHMS",
-    "ENV_PREFIX",
-    "FORWARDED_HEADERS",
-    "IDENTIFIER",
-    "KEY_TYPES",
-    "Settings",
-    "SettingsError",
-]
-
-ENV_PREFIX = "ADMINSTATS_"
-_MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
-
-
-class SettingsError(AdminStatsError, ValueError):
-    """A setting has an invalid value; the message names the setting."""
-
-    def __init__(self, message: str, setting: str | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
+__all__ = ["Settings"]
 
 
 def _default_instance() -> str:
@@ -249,119 +234,4 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``ADMINSTATS_<NAME>`` variables; ``overrides`` win over them."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = ENV_PREFIX + f.name.upper()
-            if f.name in _NOT_FROM_ENV or var not in env:
-                continue
-            try:
-                values[f.name] = _parse(str(f.type), env[var])
-            except ValueError as exc:
-                raise SettingsError(f"{var} (setting {f.name!r}): {exc}", f.name) from None
-        values.update(overrides)
-        try:
-            return cls(**values)
-        except SettingsError as exc:
-            name = exc.setting
-            if name == "jwt_secret" and "jwt_secret" not in values:
-                raise SettingsError(
-                    f"{ENV_PREFIX}JWT_SECRET (setting 'jwt_secret') is required, or one of "
-                    f"{ENV_PREFIX}JWT_PUBLIC_KEY, {ENV_PREFIX}JWKS_URL, {ENV_PREFIX}OIDC_ISSUER,"
-                    f" {ENV_PREFIX}INTROSPECTION_URL",
-                    name,
-                ) from None
-            if name is not None and name in values and name not in overrides:
-                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}", name) from None
-            raise
-
-
-#: Signature algorithms a token may use: the key type (``kty``) each needs, so a token
-#: never picks its own key type, and whether it is allowed when ``jwt_algorithms`` is
-#: empty. Which are allowed in the end depends on the keys configured (auth/jwt.py).
-_ALGORITHM_TABLE: tuple[tuple[str, str, bool], ...] = (
-    # (alg, kty, default)
-    ("HS256", "oct", True),
-    ("HS384", "oct", True),
-    ("HS512", "oct", True),
-    ("RS256", "RSA", True),
-    ("RS384", "RSA", False),
-    ("RS512", "RSA", False),
-    ("PS256", "RSA", False),
-    ("ES256", "EC", True),
-    ("ES384", "EC", False),
-    ("EdDSA", "OKP", True),
-)
-ALGORITHMS = tuple(alg for alg, _, _ in _ALGORITHM_TABLE)
-KEY_TYPES: Mapping[str, str] = {alg: kty for alg, kty, _ in _ALGORITHM_TABLE}
-DEFAULT_ALGORITHMS = tuple(alg for alg, _, default in _ALGORITHM_TABLE if default)
-_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
-IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
-#: What ``forwarded_header`` may name (RFC 7239 ``Forwarded``, or the de-facto one).
-FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
-_POSITIVE = (
-    "stats_interval",
-    "heartbeat_interval",
-    "heartbeat_timeout",
-    "auth_timeout",
-    "collector_timeout",
-    "database_degraded_ms",
-    "token_refresh_margin",
-    "jwks_cache_ttl",
-    "jwks_refetch_interval",
-    "introspection_cache_ttl",
-    "connect_rate",
-    "message_rate",
-)
-_AT_LEAST_ONE = (
-    "recent_actions",
-    "max_message_bytes",
-    "max_token_bytes",
-    "notification_queue",
-    "connect_burst",
-    "max_connections",
-    "max_connections_per_subject",
-    "max_pending",
-    "max_pending_per_client",
-    "message_burst",
-    "fanout_slice",
-)
-_NOT_FROM_ENV = frozenset({"admin_rule", "queries"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _parse(annotation: str, raw: str) -> Any:
-    """A variable's text as the field's type (the annotations are strings here)."""
-    if annotation == "float":
-        return float(raw)
-    if annotation == "int":
-        return int(raw)
-    if annotation == "bool":
-        lowered = raw.strip().lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        raise ValueError(f"expected true/false, got {raw!r}")
-    if annotation.startswith("tuple["):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if annotation == "str | None":
-        return raw or None
-    return raw
-
-
-def _is_origin(value: str) -> bool:
-    parts = urlsplit(value)
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.hostname)
-        and not parts.path
-        and not parts.query
-        and not parts.fragment
-        and parts.username is None
-        and not any(c.isspace() for c in value)
-    )
-
-
-def _require(ok: bool, name: str, problem: str) -> None:
-    if not ok:
-        raise SettingsError(f"setting '{name}' {problem}", name)
+        return settings_from_env(cls, environ, overrides)
