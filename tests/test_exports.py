@@ -136,3 +136,24 @@ def test_private_modules_are_imported_only_inside_their_subpackage() -> None:
             if private and here[0] != parts[0]:
                 leaks.append(f"{'/'.join(here)} imports {name}")
     assert leaks == []
+
+
+#: The layout's bounds (issue 10): past them a module or a class holds more than one
+#: concern, and the file list stops showing the design.
+_MAX_MODULE_LINES = 300
+_MAX_CLASS_LINES = 250
+
+
+def test_no_module_or_class_outgrows_one_concern() -> None:
+    too_big = []
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        source = path.read_text()
+        name = "/".join(path.relative_to(_PACKAGE_DIR).parts)
+        if (lines := len(source.splitlines())) > _MAX_MODULE_LINES:
+            too_big.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                size = node.end_lineno - node.lineno + 1
+                if size > _MAX_CLASS_LINES:
+                    too_big.append(f"{name}: class {node.name}: {size} lines")
+    assert too_big == []

@@ -1,6 +1,6 @@
 """What the security tests share: URLs, tokens, the error and limit checks.
 
-The security tests (tests/test_security_*.py) cover the threats this endpoint faces and
+The security tests (tests/security/test_security_*.py) cover the threats this endpoint faces and
 the defence against each.
 
 Every test starts a real uvicorn server on loopback and attacks it with real clients (the

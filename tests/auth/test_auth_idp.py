@@ -1,6 +1,6 @@
 """Authentication against a real identity provider (tests/helpers/idp.py) over loopback HTTP.
 
-tests/test_auth.py covers the HS256 secret and the token sources; this file covers what
+tests/auth/test_auth.py covers the HS256 secret and the token sources; this file covers what
 needs a provider: public keys from a PEM, a JWKS or OIDC discovery, key rotation and
 outages, the algorithm allow-list against key confusion, and RFC 7662 introspection.
 Most tests go through a real server and WebSocket client and assert the exact close

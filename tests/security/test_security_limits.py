@@ -13,7 +13,7 @@ see tests/helpers/security.py for what every test asserts.
     Open (deployment): uvicorn's default ``--proxy-headers`` believes X-Forwarded-For from
     127.0.0.1 before the component looks, whatever ``trusted_proxies`` says.
  3. Capacity: ``max_connections`` (authenticated sessions; sockets still authenticating
-    have their own budget, ``max_pending``: tests/test_admission.py) and
+    have their own budget, ``max_pending``: tests/admission/test_admission.py) and
     ``max_connections_per_subject``, also under simultaneous authentication: 1013.
  4. Message floods: ``message_rate``/``message_burst``, binary frames included: 4429;
     a binary frame alone gets ``error`` ``bad_message``.
@@ -240,7 +240,7 @@ async def test_max_connections_closes_the_next_one_1013(start: Any) -> None:
 async def test_sockets_still_authenticating_do_not_count_toward_max_connections(
     start: Any,
 ) -> None:
-    # They have their own budget (max_pending, tests/test_admission.py).
+    # They have their own budget (max_pending, tests/admission/test_admission.py).
     _, addr = await start(max_connections=3, auth_timeout=1.0)
     async with contextlib.AsyncExitStack() as stack:
         pending = [await stack.enter_async_context(client(url(addr))) for _ in range(3)]
