@@ -20,7 +20,7 @@ from joserfc.jwk import OctKey
 from ..audit import install_audit_trigger
 from ..db import create_default_schema
 from ..settings import ENV_PREFIX, IDENTIFIER, Settings, SettingsError
-from ._format import _human_line, _human_note
+from ._format import human_line, human_note
 
 if TYPE_CHECKING:
     from ..client import AdminStatsClient
@@ -181,10 +181,10 @@ async def _follow(client: AdminStatsClient, *, as_json: bool) -> None:
                 # ensure_ascii: terminal control characters in names stay escaped.
                 print(json.dumps(message, separators=(",", ":")), flush=True)
                 continue
-            line = _human_line(message)
+            line = human_line(message)
             if line is not None:
                 print(line, flush=True)
                 continue
-            note = _human_note(message)
+            note = human_note(message)
             if note is not None:
                 print(f"adminstats tail: {note}", file=sys.stderr, flush=True)

@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-# Nothing public: _human_line and _human_note are for the tail command only.
-__all__: list[str] = []
+__all__ = ["human_line", "human_note"]
 
 
-def _human_line(message: Mapping[str, Any]) -> str | None:
+def human_line(message: Mapping[str, Any]) -> str | None:
     """The stdout line for a ``stats_update`` or an ``audit_action``."""
     kind = message.get("type")
     data = message.get("data")
@@ -50,7 +49,7 @@ def _stats_line(timestamp: object, data: Mapping[str, Any]) -> str:
     return " | ".join(fields) + "".join(f" [{flag}]" for flag in flags)
 
 
-def _human_note(message: Mapping[str, Any]) -> str | None:
+def human_note(message: Mapping[str, Any]) -> str | None:
     """A stderr note for the other messages worth a human's attention."""
     kind = message.get("type")
     if kind == "connected":

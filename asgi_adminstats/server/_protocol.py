@@ -25,7 +25,7 @@ class HardenedWebSocketProtocol(WebSocketsSansIOProtocol):
     Why a subclass: WebSocket control frames are answered below ASGI, where no app can
     reach. Upstream answers every ping with a pong written at once, and keeps reading
     whatever the peer does with the pongs: a client that pings and never reads grows the
-    server's memory by hundreds of MiB, authenticated or not (issue 15). This class:
+    server's memory by hundreds of MiB, authenticated or not. This class:
 
     - stops reading from a peer while the write buffer is over its high-water mark
       (uvicorn's own pausing for the app's queue is kept: see ``_GuardedTransport``);
