@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from broadcaster import Broadcast
-from databases import Database
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -15,6 +15,7 @@ from .admission import Admission, deny
 from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
 from .auth import Identity, TokenVerifier
 from .bus import Bus, BusStatus, Producer, create_broadcast, engine_of, masked_url
+from .db import HostDatabase, open_database
 from .delivery import Close, Hub
 from .errors import NotStartedError, StartupError
 from .protocol import CloseCode
@@ -28,6 +29,7 @@ from .web import (
     metric_state,
     route_bare_paths,
     route_path,
+    routes_at,
     serve_lifespan,
 )
 
@@ -47,28 +49,30 @@ class AdminStats:
 
     Mount it (``Mount("/admin/ws", app=stats)``) and wire ``stats.lifespan`` into the
     host, or wrap any ASGI app in :class:`~asgi_adminstats.AdminStatsMiddleware`.
-    ``database`` and ``broadcast`` may be the host's own; otherwise they are made from
-    the settings and owned (connected and disconnected) by this component.
+    ``database`` (a SQLAlchemy ``AsyncEngine``, or a ``databases.Database``) and
+    ``broadcast`` may be the host's own, which the host connects and disposes; otherwise
+    they are made from the settings and owned by this component.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        database: Database | None = None,
+        database: HostDatabase | None = None,
         broadcast: Broadcast | None = None,
         collectors: Sequence[Collector] = (),
     ) -> None:
         self.settings = settings
-        self._owns_database = database is None
-        self.database = database if database is not None else Database(settings.database_url)
+        self._db = open_database(settings.database_url if database is None else database)
+        #: The host's ``AsyncEngine`` or ``databases.Database``, or the owned engine.
+        self.database: HostDatabase = self._db.host
         self.metrics = Metrics()
         fanout = self.metrics.fanout_seconds
         self.hub = Hub(
             slice_size=settings.fanout_slice,
             observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
         )
-        self.audit = AuditLog(self.database, settings.queries)
+        self.audit = AuditLog(self._db, settings.queries)
         self._verifier = TokenVerifier(settings)
         self._admission = Admission(settings, self.metrics.tally)
         engine = engine_of(settings.broadcast_url)
@@ -79,7 +83,7 @@ class AdminStats:
         else:
             self.bus_status = BusStatus(engine)  # the host's Broadcast: its health is theirs
         self._bus = Bus(broadcast, engine=engine, prefix=settings.channel_prefix, owned=owns_bus)
-        trigger = AuditTrigger(self.database, settings, bus_engine=self.bus_status.backend)
+        trigger = AuditTrigger(self._db, settings, bus_engine=self.bus_status.backend)
         self.feed = AuditFeed(self.audit, self.hub, self._bus, trigger=trigger)
         if backend is not None:
             backend.on_down(self.feed.bus_down)
@@ -87,7 +91,7 @@ class AdminStats:
         self.producer = Producer.create(
             settings,
             engine=create_engine(
-                settings, database=self.database, audit=self.audit, collectors=collectors
+                settings, database=self._db, audit=self.audit, collectors=collectors
             ),
             bus=self._bus,
             status=self.bus_status,
@@ -110,14 +114,7 @@ class AdminStats:
         """Connect what this component owns, subscribe the bus, take the first snapshot."""
         if self.started:
             raise RuntimeError("AdminStats is already started")
-        if self._owns_database:
-            try:
-                await self.database.connect()
-            except Exception as exc:
-                raise StartupError(
-                    f"setting 'database_url' ({self.database.url.obscure_password}): "
-                    f"cannot connect: {type(exc).__name__}: {exc}"
-                ) from exc
+        await self._db.connect()  # an owned engine only; StartupError naming database_url
         try:
             await self.feed.start()
             try:
@@ -130,8 +127,7 @@ class AdminStats:
             await self.producer.first_tick()
         except BaseException:
             await self._bus.stop()
-            if self._owns_database:
-                await self.database.disconnect()
+            await self._db.disconnect()
             raise
         self.producer.start()
         self.started = True
@@ -150,8 +146,7 @@ class AdminStats:
         await self.producer.close()  # after the tick in flight, if any
         await self._bus.stop()
         await self._verifier.close()
-        if self._owns_database:
-            await self.database.disconnect()
+        await self._db.disconnect()  # an owned engine only: the host's stays the host's
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
@@ -167,6 +162,13 @@ class AdminStats:
             yield
         finally:
             await self.shutdown()
+
+    def routes(self, prefix: str = "/admin/ws") -> list[BaseRoute]:
+        """Routes serving this component at ``prefix`` as ``Mount(prefix, app=stats)`` does,
+        for the host's own route list: ``Starlette(routes=[*stats.routes()],
+        lifespan=stats.lifespan)``. ``ValueError`` unless ``prefix`` is like ``/admin/ws``.
+        """
+        return routes_at(self, prefix)
 
     # --- stats, audit, bus ----------------------------------------------------------
 
@@ -210,15 +212,16 @@ class AdminStats:
 
         ``async with stats.audit_transaction() as audit:`` opens a transaction on the
         component's database (the ``database=`` passed in, or ``stats.database``): run
-        your own statements on that same ``Database`` inside it and call
-        ``await audit.record_action(...)``. If anything raises, nothing is written and
-        nothing is pushed; after the commit the actions are pushed as ``record_action``
-        pushes them.
+        your own statements inside it, on ``audit.connection`` (the transaction's
+        ``AsyncConnection``) with an engine, on the same ``Database`` with ``databases``,
+        and call ``await audit.record_action(...)``. If anything raises, nothing is
+        written and nothing is pushed; after the commit the actions are pushed as
+        ``record_action`` pushes them.
         """
         if not self.started:
             raise NotStartedError(_NOT_STARTED)
-        pending = PendingActions(self.audit)
-        async with self.database.transaction():
+        async with self._db.transaction() as connection:
+            pending = PendingActions(self.audit, connection)
             yield pending
         for data in pending.actions:
             await self.feed.publish(data)

@@ -90,16 +90,16 @@ def pin(cpu: int) -> bool:
 
 async def real_snapshot(workdir: Path) -> str:
     """A real ``stats_update`` from AdminStats (5 audit actions), padded to ~1.5 KB."""
-    from databases import Database
+    from sqlalchemy.ext.asyncio import create_async_engine
 
     from asgi_adminstats import AdminStats, Settings, create_default_schema
+    from asgi_adminstats.db import async_url
 
     url = f"sqlite:///{workdir / 'snapshot.db'}"
-    db = Database(url)
-    await db.connect()
-    await create_default_schema(db)
-    await db.disconnect()
-    stats = AdminStats(Settings(jwt_secret=SECRET, database_url=url, instance_name="bench"))
+    engine = create_async_engine(async_url(url))  # the host's engine, shared with AdminStats
+    await create_default_schema(engine)
+    settings = Settings(jwt_secret=SECRET, database_url=url, instance_name="bench")
+    stats = AdminStats(settings, database=engine)
     await stats.startup()
     try:
         for i in range(5):
@@ -114,6 +114,7 @@ async def real_snapshot(workdir: Path) -> str:
             raise RuntimeError("no snapshot with the audit actions arrived")
     finally:
         await stats.shutdown()
+        await engine.dispose()
     message = json.loads(latest)
     message["data"]["benchSeq"] = _SEQ
     message["data"]["filler"] = ""
@@ -248,6 +249,8 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
         from broadcaster import Broadcast
 
         broadcast = Broadcast("memory://")
+        # The senders subscribed, counted here: broadcaster keeps its own count private.
+        listening: set[WebSocket] = set()
 
         async def chat(websocket: WebSocket) -> None:
             # broadcaster's example: a receiver and a sender task per socket, the sender
@@ -256,8 +259,12 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
 
             async def sender() -> None:
                 async with broadcast.subscribe("stats") as subscriber:
-                    async for event in subscriber:  # type: ignore[union-attr]
-                        await websocket.send_text(event.message)  # type: ignore[union-attr]
+                    listening.add(websocket)
+                    try:
+                        async for event in subscriber:  # type: ignore[union-attr]
+                            await websocket.send_text(event.message)  # type: ignore[union-attr]
+                    finally:
+                        listening.discard(websocket)
 
             tasks = [asyncio.create_task(idle(websocket)), asyncio.create_task(sender())]
             try:
@@ -275,7 +282,7 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
         routes.append(WebSocketRoute(PATH, chat))
         inner = connected
         hooks = Hooks(
-            lambda: len(broadcast._subscribers.get("stats", ())),
+            lambda: len(listening),
             lambda text: broadcast.publish("stats", text),
         )
     else:
@@ -430,14 +437,16 @@ def main() -> None:
 
 
 async def _prepare_database(url: str) -> None:
-    from databases import Database
+    from sqlalchemy.ext.asyncio import create_async_engine
 
     from asgi_adminstats import create_default_schema
+    from asgi_adminstats.db import async_url
 
-    db = Database(url)
-    await db.connect()
-    await create_default_schema(db)
-    await db.disconnect()
+    engine = create_async_engine(async_url(url))
+    try:
+        await create_default_schema(engine)
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from databases import DatabaseURL
 from starlette.applications import Starlette
 
 from asgi_adminstats import Settings, SettingsError, mint_token
@@ -55,7 +55,7 @@ def load_config(
     """Settings from the environment; raises :class:`SettingsError` naming the variable."""
     env = os.environ if environ is None else environ
     database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    dialect = DatabaseURL(database_url).dialect
+    dialect = urlsplit(database_url).scheme.partition("+")[0]
     if dialect == "postgres":
         raise SettingsError("DATABASE_URL: write postgresql:// (not postgres://)", "database_url")
     if dialect not in _DIALECTS:
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sample_app: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:
-        # databases imports the driver when the Database is made, e.g. asyncpg.
+        # SQLAlchemy imports the driver when the engine is made, e.g. asyncpg.
         print(f"sample_app: DATABASE_URL: driver not installed ({exc})", file=sys.stderr)
         return 2
     print(_banner(config, args.host, args.port), flush=True)

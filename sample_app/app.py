@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from databases import Database
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
 from asgi_adminstats.auth import AuthError, Identity
-from asgi_adminstats.db import statement
+from asgi_adminstats.db import async_url, statement
 from asgi_adminstats.protocol import CloseCode
 
 from . import simulator
@@ -47,9 +47,11 @@ _CSP = (
 class _Api:
     """The HTTP endpoints; collaborators come in here, never as module globals."""
 
-    def __init__(self, settings: Settings, db: Database, stats: AdminStats, *, dev: bool) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, stats: AdminStats, *, dev: bool
+    ) -> None:
         self._settings = settings
-        self._db = db
+        self._engine = engine
         self._stats = stats
         self._dev = dev
 
@@ -107,7 +109,8 @@ class _Api:
         if player_id > _MAX_SQL_INT:  # no such row, and drivers raise on the overflow
             return False
         sql = statement("SELECT id FROM players WHERE id = :id", id=player_id)
-        return await self._db.fetch_val(sql) is not None
+        async with self._engine.connect() as connection:
+            return await connection.scalar(sql) is not None
 
     async def _moderate(self, request: Request, *, banned: bool) -> Response:
         identity = await self._identify(request)
@@ -116,11 +119,11 @@ class _Api:
         player_id: int = request.path_params["player_id"]
         if not await self._player_exists(player_id):
             return _error(404, f"player {player_id} not found")
-        # The moderation and its audit row commit together or not at all; the push
-        # follows the commit.
+        # The moderation and its audit row commit together or not at all (one transaction,
+        # on audit.connection); the push follows the commit.
         try:
             async with self._stats.audit_transaction() as audit:
-                await self._db.execute(
+                await audit.connection.execute(
                     statement(
                         "UPDATE players SET banned = :banned WHERE id = :id",
                         banned=banned,
@@ -160,19 +163,19 @@ def create_app(
     ``dev`` adds ``POST /admin/api/dev-login`` (a token for anyone who asks: never in
     production); ``simulate`` runs fake player traffic so the numbers move.
     """
-    db = Database(database_url)
-    stats = AdminStats(settings, database=db)
-    api = _Api(settings, db, stats, dev=dev)
+    # The host's engine (sqlite+aiosqlite, postgresql+asyncpg), shared with AdminStats.
+    engine = create_async_engine(async_url(database_url))
+    stats = AdminStats(settings, database=engine)
+    api = _Api(settings, engine, stats, dev=dev)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await db.connect()
         traffic: asyncio.Task[None] | None = None
         try:
-            await create_default_schema(db)
-            await seed(db)
+            await create_default_schema(engine)
+            await seed(engine)
             if simulate:
-                traffic = asyncio.create_task(simulator.simulate(db), name="sample-traffic")
+                traffic = asyncio.create_task(simulator.simulate(engine), name="sample-traffic")
             # Given the app, the component also routes the bare /admin/ws (no slash).
             async with stats.lifespan(app):
                 yield
@@ -181,7 +184,7 @@ def create_app(
                 traffic.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await traffic
-            await db.disconnect()
+            await engine.dispose()
 
     routes: list[BaseRoute] = [
         Mount(WS_PATH, app=stats),
@@ -197,5 +200,5 @@ def create_app(
         routes.append(Route("/admin/api/dev-login", api.dev_login, methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found})
     app.state.stats = stats
-    app.state.database = db
+    app.state.database = engine
     return app

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from databases import Database
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from asgi_adminstats.db import statement, utcnow_naive
 
@@ -94,7 +95,7 @@ _BAN_REASONS = ("multi-accounting", "bot farming", "chat abuse", "payment fraud"
 
 
 async def _insert(
-    db: Database, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    db: AsyncConnection, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Multi-row INSERTs: one round trip per batch instead of per row (portable SQL)."""
     for start in range(0, len(rows), _BATCH):
@@ -108,16 +109,16 @@ async def _insert(
         await db.execute(statement(sql, **values))
 
 
-async def _ids(db: Database, table: str) -> list[int]:
+async def _ids(db: AsyncConnection, table: str) -> list[int]:
     # Never assume ids start at 1: a PostgreSQL identity keeps counting after deletes.
-    return [int(row[0]) for row in await db.fetch_all(f"SELECT id FROM {table} ORDER BY id")]
+    return [int(i) for i in await db.scalars(text(f"SELECT id FROM {table} ORDER BY id"))]
 
 
 def _before(now: datetime, rng: random.Random, span: timedelta) -> datetime:
     return now - span * rng.random()
 
 
-async def _users(db: Database, rng: random.Random, now: datetime) -> list[int]:
+async def _users(db: AsyncConnection, rng: random.Random, now: datetime) -> list[int]:
     rows = []
     for i in range(USERS):
         name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}{i}"
@@ -133,7 +134,7 @@ async def _users(db: Database, rng: random.Random, now: datetime) -> list[int]:
 
 
 async def _players(
-    db: Database, rng: random.Random, now: datetime, users: Sequence[int]
+    db: AsyncConnection, rng: random.Random, now: datetime, users: Sequence[int]
 ) -> list[int]:
     rows = [
         {
@@ -148,7 +149,7 @@ async def _players(
     return await _ids(db, "players")
 
 
-async def _villages(db: Database, rng: random.Random, players: Sequence[int]) -> None:
+async def _villages(db: AsyncConnection, rng: random.Random, players: Sequence[int]) -> None:
     rows = [
         {
             "player_id": rng.choice(players),
@@ -159,7 +160,9 @@ async def _villages(db: Database, rng: random.Random, players: Sequence[int]) ->
     await _insert(db, "villages", ("player_id", "name"), rows)
 
 
-async def _sessions(db: Database, rng: random.Random, now: datetime, users: Sequence[int]) -> None:
+async def _sessions(
+    db: AsyncConnection, rng: random.Random, now: datetime, users: Sequence[int]
+) -> None:
     # Two hours of history: about an eighth falls inside the 15-minute "online" window.
     rows = [
         {"user_id": rng.choice(users), "last_seen_at": _before(now, rng, timedelta(hours=2))}
@@ -169,7 +172,11 @@ async def _sessions(db: Database, rng: random.Random, now: datetime, users: Sequ
 
 
 async def _audit(
-    db: Database, rng: random.Random, now: datetime, users: Sequence[int], players: Sequence[int]
+    db: AsyncConnection,
+    rng: random.Random,
+    now: datetime,
+    users: Sequence[int],
+    players: Sequence[int],
 ) -> None:
     """Fifteen past actions, oldest first so ids and timestamps agree."""
     banned: dict[int, bool] = {}
@@ -219,17 +226,17 @@ async def _audit(
         )
 
 
-async def seed(db: Database) -> bool:
+async def seed(engine: AsyncEngine) -> bool:
     """Fill an empty database with demo rows; ``False`` (and no change) if ``users`` has any.
 
     Deterministic apart from "now": the same people, villages and actions every time.
     """
-    if await db.fetch_val("SELECT COUNT(*) FROM users"):
-        return False
     rng = random.Random(42)
     now = utcnow_naive()
     # One transaction: all or nothing, and SQLite syncs once instead of once per row.
-    async with db.transaction():
+    async with engine.begin() as db:
+        if await db.scalar(text("SELECT COUNT(*) FROM users")):
+            return False
         users = await _users(db, rng, now)
         players = await _players(db, rng, now, users)
         await _villages(db, rng, players)

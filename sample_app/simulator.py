@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from databases import Database
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from asgi_adminstats.db import statement, utcnow_naive
 
@@ -31,61 +32,57 @@ _RESUME_WINDOW = timedelta(minutes=5)
 class Simulator:
     """One step of traffic at a time; the online set lives in memory, the rest in SQL."""
 
-    def __init__(self, db: Database, rng: random.Random | None = None) -> None:
-        self._db = db
+    def __init__(self, engine: AsyncEngine, rng: random.Random | None = None) -> None:
+        self._engine = engine
         self._rng = rng or random.Random()
         self._online: set[int] | None = None
 
-    async def _random_id(self, table: str) -> int | None:
+    @staticmethod
+    async def _random_id(db: AsyncConnection, table: str) -> int | None:
         # Picked from real rows: ids need not be contiguous, and foreign keys must hold.
-        value = await self._db.fetch_val(f"SELECT id FROM {table} ORDER BY RANDOM() LIMIT 1")
+        value = await db.scalar(text(f"SELECT id FROM {table} ORDER BY RANDOM() LIMIT 1"))
         return None if value is None else int(value)
 
-    async def _resume(self) -> set[int]:
+    @staticmethod
+    async def _resume(db: AsyncConnection) -> set[int]:
         # Sessions the seed (or a previous run) left recently active carry on.
-        rows = await self._db.fetch_all(
+        ids = await db.scalars(
             statement(
                 "SELECT id FROM sessions WHERE last_seen_at >= :since",
                 since=utcnow_naive() - _RESUME_WINDOW,
             )
         )
-        return {int(row[0]) for row in rows}
+        return {int(i) for i in ids}
 
     async def step(self) -> None:
-        rng, db = self._rng, self._db
+        """One period of traffic, in one transaction."""
+        async with self._engine.begin() as db:
+            await self._step(db)
+
+    async def _step(self, db: AsyncConnection) -> None:
+        rng = self._rng
         if self._online is None:
-            self._online = await self._resume()
+            self._online = await self._resume(db)
         online = self._online
         now = utcnow_naive()
         online.difference_update([s for s in online if rng.random() < LEAVE])
-        if rng.random() < JOIN and (session := await self._random_id("sessions")):
+        if rng.random() < JOIN and (session := await self._random_id(db, "sessions")):
             online.add(session)
-        if rng.random() < NEW_SESSION and (user := await self._random_id("users")):
-            online.add(
-                int(
-                    await db.execute(
-                        statement(
-                            "INSERT INTO sessions (user_id, last_seen_at) VALUES (:user, :now)"
-                            + self._returning(),
-                            user=user,
-                            now=now,
-                        )
-                    )
-                )
-            )
+        if rng.random() < NEW_SESSION and (user := await self._random_id(db, "users")):
+            online.add(await self._new_session(db, user, now))
         touched = rng.sample(sorted(online), min(_TOUCH, len(online)))
         if touched:
             ids = ", ".join(str(int(s)) for s in touched)
             await db.execute(
                 statement(f"UPDATE sessions SET last_seen_at = :now WHERE id IN ({ids})", now=now)
             )
-        if rng.random() < PLAYER_ACTIVE and (player := await self._random_id("players")):
+        if rng.random() < PLAYER_ACTIVE and (player := await self._random_id(db, "players")):
             await db.execute(
                 statement(
                     "UPDATE players SET last_active_at = :now WHERE id = :id", now=now, id=player
                 )
             )
-        if rng.random() < NEW_VILLAGE and (player := await self._random_id("players")):
+        if rng.random() < NEW_VILLAGE and (player := await self._random_id(db, "players")):
             await db.execute(
                 statement(
                     "INSERT INTO villages (player_id, name) VALUES (:player, :name)",
@@ -93,7 +90,7 @@ class Simulator:
                     name=f"New Hamlet {rng.randint(1, 9999)}",
                 )
             )
-        if rng.random() < NEW_PLAYER and (user := await self._random_id("users")):
+        if rng.random() < NEW_PLAYER and (user := await self._random_id(db, "users")):
             await db.execute(
                 statement(
                     "INSERT INTO players (user_id, name, banned, last_active_at)"
@@ -105,14 +102,19 @@ class Simulator:
                 )
             )
 
-    def _returning(self) -> str:
-        # databases returns lastrowid on SQLite but needs RETURNING on PostgreSQL.
-        return " RETURNING id" if self._db.url.dialect == "postgresql" else ""
+    @staticmethod
+    async def _new_session(db: AsyncConnection, user: int, now: datetime) -> int:
+        sql = "INSERT INTO sessions (user_id, last_seen_at) VALUES (:user, :now)"
+        if db.dialect.name == "postgresql":  # SQLite before 3.35 has no RETURNING
+            return int(await db.scalar(statement(sql + " RETURNING id", user=user, now=now)))
+        return int((await db.execute(statement(sql, user=user, now=now))).lastrowid)
 
 
-async def simulate(db: Database, *, period: float = 1.0, rng: random.Random | None = None) -> None:
+async def simulate(
+    engine: AsyncEngine, *, period: float = 1.0, rng: random.Random | None = None
+) -> None:
     """Run steps forever (cancel to stop); a failing step is logged and skipped."""
-    simulator = Simulator(db, rng)
+    simulator = Simulator(engine, rng)
     failing = False
     while True:
         try:

@@ -1,20 +1,48 @@
-"""The default schema with a few rows, the data every test and benchmark server starts with."""
+"""The default schema with a few rows, the data every test and benchmark server starts with,
+and the host's own database handle in either form AdminStats accepts."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from databases import Database
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from asgi_adminstats import create_default_schema
-from asgi_adminstats.db import statement, utcnow_naive
+from asgi_adminstats.db import HostDatabase, async_url, open_database, statement, utcnow_naive
 
-__all__ = ["prepare_database"]
+__all__ = ["DATABASE_APIS", "host_database", "prepare_database"]
+
+#: ``AdminStats(database=...)`` forms: a SQLAlchemy AsyncEngine, or a databases.Database.
+DATABASE_APIS = ("engine", "databases")
+
+
+@contextlib.asynccontextmanager
+async def host_database(url: str, api: str = "engine") -> AsyncIterator[HostDatabase]:
+    """The host's own handle on ``url``, made, connected and closed as a host does."""
+    if api == "engine":
+        engine = create_async_engine(async_url(url))
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+    elif api == "databases":
+        from databases import Database  # the optional extra
+
+        database = Database(url)
+        await database.connect()
+        try:
+            yield database
+        finally:
+            await database.disconnect()
+    else:
+        raise ValueError(f"database API {api!r}: one of {', '.join(DATABASE_APIS)}")
 
 
 async def prepare_database(url: str, *, players: int = 3) -> None:
     """The default schema with a few rows: 2 online users, ``players`` players."""
-    db = Database(url)
+    db = open_database(url)
     await db.connect()
     try:
         await create_default_schema(db)

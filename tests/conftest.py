@@ -1,4 +1,5 @@
-"""Fixtures: a real uvicorn server on a free loopback port per test, on the engine under test.
+"""Fixtures: a real uvicorn server on a free loopback port per test, on the engine under test
+and the host database form under test (ADMINSTATS_TEST_DATABASE_API: engine or databases).
 
 The helpers they use (and the tests import) live in support/ (shared with bench/) and
 tests/helpers/.
@@ -18,7 +19,8 @@ import pytest
 from asgi_adminstats import AdminStats, Settings
 
 from helpers import services
-from support.demo_db import prepare_database
+from helpers.db import DATABASE_API
+from support.demo_db import host_database, prepare_database
 from support.loopback import make_settings, serve, starlette_host
 
 
@@ -70,7 +72,10 @@ async def start(tmp_path: Path, backend: dict[str, str]) -> AsyncIterator[Callab
         ) -> tuple[AdminStats, str]:
             settings = settings or make_settings(tmp_path, **{**backend, **overrides})
             await prepare_database(settings.database_url)
-            stats = AdminStats(settings, collectors=collectors)
+            database = await stack.enter_async_context(
+                host_database(settings.database_url, DATABASE_API)
+            )
+            stats = AdminStats(settings, database=database, collectors=collectors)
             address = await stack.enter_async_context(serve(host(stats)))
             return stats, address
 
@@ -88,7 +93,10 @@ async def server_with(tmp_path: Path, backend: dict[str, str]) -> AsyncIterator[
         async def _start(uvicorn: Mapping[str, Any], **overrides: Any) -> tuple[AdminStats, str]:
             settings = make_settings(tmp_path, **{**backend, **overrides})
             await prepare_database(settings.database_url)
-            stats = AdminStats(settings)
+            database = await stack.enter_async_context(
+                host_database(settings.database_url, DATABASE_API)
+            )
+            stats = AdminStats(settings, database=database)
             addr = await stack.enter_async_context(serve(starlette_host(stats), **uvicorn))
             return stats, addr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -100,7 +100,7 @@ async def test_every_mount_form_serves_both_paths(start: Any, form: Any, path: s
 )
 async def test_host_routes_still_work(start: Any, form: Any) -> None:
     _, addr = await start(host=form)
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         assert (await http.get(f"http://{addr}/")).text == "host home"
         upgrade = await http.get(f"http://{addr}/admin/ws/")
     assert upgrade.status_code == 426
@@ -188,7 +188,7 @@ async def test_browser_client_and_hook_are_served_next_to_the_endpoint(
     start: Any, form: Any
 ) -> None:
     _, addr = await start(host=form)
-    async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+    async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
         client_js = await http.get("/admin/ws/client.js")
         imported = await http.get("/admin/ws/adminstats.js")
         hook = await http.get("/admin/ws/use-admin-websocket.js")

@@ -539,5 +539,6 @@ def test_without_websockets_tail_says_what_to_install() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "adminstats tail: AdminStatsClient needs the 'websockets' package: pip install websockets"
+        "adminstats tail: AdminStatsClient needs the 'websockets' package: "
+        "pip install 'asgi-adminstats[client]'"
     )

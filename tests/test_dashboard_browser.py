@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
+import httpx2
 import pytest
 
 # Its own engines (memory bus, SQLite) whatever ADMINSTATS_TEST_BACKEND says: the tox
@@ -112,11 +112,11 @@ class SampleServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.base, timeout=2) as http:
+        async with httpx2.AsyncClient(base_url=self.base, timeout=2) as http:
             while time.monotonic() < deadline:
                 if self._proc.returncode is not None:
                     raise AssertionError(f"the sample app exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
+                with contextlib.suppress(httpx2.TransportError):
                     if (await http.get("/admin/api/config")).status_code == 200:
                         return
                 await asyncio.sleep(0.1)

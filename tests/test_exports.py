@@ -157,3 +157,43 @@ def test_no_module_or_class_outgrows_one_concern() -> None:
                 if size > _MAX_CLASS_LINES:
                     too_big.append(f"{name}: class {node.name}: {size} lines")
     assert too_big == []
+
+
+#: Where the project's own code lives; it imports itself by these folders' module names
+#: (pytest's pythonpath is . and tests; bench's scripts run from bench/).
+_PROJECT_DIR = _PACKAGE_DIR.parent
+_TREES = ("asgi_adminstats", "sample_app", "support", "bench", "tests")
+
+
+def _own_modules() -> set[str]:
+    own = {"__future__"}
+    for folder in (_PROJECT_DIR, _PROJECT_DIR / "tests", _PROJECT_DIR / "bench"):
+        own |= {p.stem for p in folder.glob("*.py")}
+        own |= {p.parent.name for p in folder.glob("*/__init__.py")}
+    return own
+
+
+def _imports(source: str) -> list[tuple[int, str]]:
+    """``(line, dotted name)`` of each absolute import, an imported name included."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def test_no_private_module_of_a_dependency_is_imported() -> None:
+    # A dependency's private module or name (starlette._utils, broadcaster._backends)
+    # changes in any release without notice: only public API, everywhere in the project.
+    own = _own_modules()
+    assert {"asgi_adminstats", "sample_app", "support", "helpers"} <= own
+    private = []
+    for tree in _TREES:
+        for path in sorted((_PROJECT_DIR / tree).rglob("*.py")):
+            for line, name in _imports(path.read_text()):
+                first, *rest = name.split(".")
+                if first not in own and any(part.startswith("_") for part in (first, *rest)):
+                    private.append(f"{path.relative_to(_PROJECT_DIR)}:{line}: {name}")
+    assert private == []

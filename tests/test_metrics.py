@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
@@ -23,7 +23,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def scrape(address: str, **headers: str) -> dict[tuple[str, tuple[Any, ...]], float]:
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         response = await http.get(f"http://{address}/admin/ws/metrics", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=")
@@ -113,7 +113,7 @@ async def test_rejections_before_the_session_are_counted(start: Any) -> None:
 @pytest.mark.parametrize("path", ["health", "metrics"])
 async def test_endpoints_can_be_turned_off(start: Any, path: str) -> None:
     _, address = await start(health_endpoint=False, metrics_endpoint=False)
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         response = await http.get(f"http://{address}/admin/ws/{path}")
     assert response.status_code == 404
 
@@ -123,7 +123,7 @@ async def test_protected_endpoints_want_an_admin_token(start: Any, path: str) ->
     _, address = await start(protect_endpoints=True)
     endpoint = f"http://{address}/admin/ws/{path}"
     viewer, admin = token(roles=("viewer",)), token()
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         missing = await http.get(endpoint)
         forged = await http.get(endpoint, headers={"Authorization": "Bearer not.a.jwt"})
         other = await http.get(endpoint, headers={"Authorization": f"Bearer {viewer}"})

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
-from databases import Database
 
 from asgi_adminstats import SettingsError, mint_token
+from asgi_adminstats.db import open_database
 from sample_app import create_app
 from sample_app.__main__ import load_config
 
@@ -41,7 +41,7 @@ async def test_ban_records_an_action_pushed_to_dashboards(sample: Any) -> None:
     admin = mint_token(settings.jwt_secret, sub="mod-1")
     async with (
         client(f"ws://{addr}/admin/ws", tok=admin, origin=None) as ws,
-        httpx.AsyncClient(base_url=f"http://{addr}") as http,
+        httpx2.AsyncClient(base_url=f"http://{addr}") as http,
     ):
         await recv(ws)
         first = (await recv_type(ws, "stats_update"))["data"]
@@ -64,7 +64,7 @@ async def test_an_admin_with_a_255_character_sub_can_ban(sample: Any) -> None:
     admin = mint_token(settings.jwt_secret, sub=sub)
     async with (
         client(f"ws://{addr}/admin/ws", tok=admin, origin=None) as ws,
-        httpx.AsyncClient(base_url=f"http://{addr}") as http,
+        httpx2.AsyncClient(base_url=f"http://{addr}") as http,
     ):
         await recv(ws)
         response = await http.post(
@@ -78,12 +78,11 @@ async def test_an_admin_with_a_255_character_sub_can_ban(sample: Any) -> None:
 async def test_a_ban_without_its_audit_row_does_not_happen(sample: Any, tmp_path: Path) -> None:
     settings, addr = sample
     admin = mint_token(settings.jwt_secret, sub="mod-1")
-    db = Database(_env(tmp_path)["DATABASE_URL"])
-    await db.connect()
+    db = open_database(_env(tmp_path)["DATABASE_URL"])
     try:
         assert not await db.fetch_val("SELECT banned FROM players WHERE id = 9")
         await db.execute("ALTER TABLE audit_log RENAME TO audit_log_gone")  # the audit log fails
-        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+        async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
             response = await http.post(
                 "/admin/api/players/9/ban", headers={"Authorization": f"Bearer {admin}"}
             )
@@ -113,7 +112,7 @@ async def test_ban_api_refusals(sample: Any, auth: str | None, player: int, stat
         )
     elif auth:
         headers["Authorization"] = f"Bearer {auth}"
-    async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+    async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
         response = await http.post(f"/admin/api/players/{player}/unban", headers=headers)
     assert response.status_code == status
     assert "error" in response.json()
@@ -121,7 +120,7 @@ async def test_ban_api_refusals(sample: Any, auth: str | None, player: int, stat
 
 async def test_dashboard_and_dev_login_only_in_dev(sample: Any, tmp_path: Path) -> None:
     _, addr = sample
-    async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+    async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
         page = await http.get("/admin")
         script = await http.get("/admin/static/dashboard.js")
         assert (await http.post("/admin/api/dev-login")).status_code == 404
@@ -133,7 +132,7 @@ async def test_dashboard_and_dev_login_only_in_dev(sample: Any, tmp_path: Path) 
 
     config = load_config("127.0.0.1", 8000, dev=True, environ=_env(tmp_path))
     app = create_app(config.settings, database_url=config.database_url, dev=True, simulate=False)
-    async with serve(app) as dev_addr, httpx.AsyncClient(base_url=f"http://{dev_addr}") as http:
+    async with serve(app) as dev_addr, httpx2.AsyncClient(base_url=f"http://{dev_addr}") as http:
         login = (await http.post("/admin/api/dev-login")).json()
         async with client(f"ws://{dev_addr}/admin/ws", tok=login["token"], origin=None) as ws:
             assert (await recv(ws))["user"] == {"sub": "dev-admin"}

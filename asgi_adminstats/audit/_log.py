@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from databases import Database
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..db import Queries, as_utc, is_postgres, statement, utcnow_naive
+from ..db import (
+    HostDatabase,
+    Queries,
+    SqlDatabase,
+    as_utc,
+    is_postgres,
+    open_database,
+    statement,
+    utcnow_naive,
+)
 from ..protocol import utc_timestamp
 
 __all__ = ["AUDIT_FIELDS", "MAX_LENGTHS", "AuditLog", "PendingActions", "redact"]
@@ -49,8 +58,8 @@ def _checked(name: str, value: object, *, required: bool = True) -> str | None:
 
 
 class AuditLog:
-    def __init__(self, database: Database, queries: Queries) -> None:
-        self._db = database
+    def __init__(self, database: HostDatabase | SqlDatabase, queries: Queries) -> None:
+        self._db = open_database(database)
         self._queries = queries
 
     async def insert(
@@ -73,18 +82,18 @@ class AuditLog:
 
     async def get(self, action_id: int | str) -> dict[str, Any] | None:
         row = await self._db.fetch_one(statement(self._queries.action_by_id, id=int(action_id)))
-        return redact(row._mapping) if row is not None else None
+        return redact(row) if row is not None else None
 
     async def max_id(self) -> int:
         return int(await self._db.fetch_val(self._queries.last_action_id) or 0)
 
     async def since(self, action_id: int, limit: int) -> list[dict[str, Any]]:
         sql = statement(self._queries.actions_since, since=action_id, limit=limit)
-        return [redact(row._mapping) for row in await self._db.fetch_all(sql)]
+        return [redact(row) for row in await self._db.fetch_all(sql)]
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch_all(statement(self._queries.recent_actions, limit=limit))
-        return [redact(row._mapping) for row in rows]
+        return [redact(row) for row in rows]
 
 
 class PendingActions:
@@ -94,9 +103,21 @@ class PendingActions:
     the commit: a push for a row that is then rolled back would mislead every admin.
     """
 
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, audit: AuditLog, connection: AsyncConnection | None = None) -> None:
         self._audit = audit
+        self._connection = connection
         self.actions: list[dict[str, Any]] = []
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's connection, on an ``AsyncEngine``: run the host's statements
+        on it. With a ``databases.Database``, run them on that ``Database`` instead."""
+        if self._connection is None:
+            raise RuntimeError(
+                "audit.connection is for an AsyncEngine; with a databases.Database, "
+                "run your statements on that Database inside the transaction"
+            )
+        return self._connection
 
     async def record_action(
         self, action: str, admin: str, target_type: str, target_id: str | int | None = None

@@ -5,9 +5,9 @@ publishes this instance's actions).
 
 from __future__ import annotations
 
-from databases import Database
+from sqlalchemy.engine import make_url
 
-from ..db import is_postgres, statement
+from ..db import HostDatabase, SqlDatabase, is_postgres, open_database, statement
 from ..settings import Settings
 
 __all__ = ["AuditTrigger", "audit_trigger_installed", "install_audit_trigger"]
@@ -30,13 +30,15 @@ def _trigger_ddl(prefix: str, table: str) -> tuple[str, ...]:
 
 
 async def install_audit_trigger(
-    database: Database, *, prefix: str = "adminstats", table: str = "audit_log"
+    database: HostDatabase | SqlDatabase, *, prefix: str = "adminstats", table: str = "audit_log"
 ) -> None:
     """Make every insert into the audit table push to dashboards, whoever the writer.
 
     PostgreSQL only; idempotent. ``prefix`` and ``table`` are ``Settings.channel_prefix``
-    and ``Settings.audit_table`` (both validated identifiers).
+    and ``Settings.audit_table`` (both validated identifiers). ``database`` is an
+    ``AsyncEngine`` or a connected ``databases.Database``.
     """
+    database = open_database(database)
     if not is_postgres(database):
         raise ValueError("the audit trigger needs PostgreSQL (database_url postgresql://...)")
     async with database.transaction():
@@ -45,8 +47,9 @@ async def install_audit_trigger(
 
 
 async def audit_trigger_installed(
-    database: Database, *, prefix: str = "adminstats", table: str = "audit_log"
+    database: HostDatabase | SqlDatabase, *, prefix: str = "adminstats", table: str = "audit_log"
 ) -> bool:
+    database = open_database(database)
     if not is_postgres(database):
         return False
     found = await database.fetch_val(
@@ -67,8 +70,10 @@ class AuditTrigger:
     NOTIFY reaches no other bus.
     """
 
-    def __init__(self, database: Database, settings: Settings, *, bus_engine: str) -> None:
-        self._database = database
+    def __init__(
+        self, database: HostDatabase | SqlDatabase, settings: Settings, *, bus_engine: str
+    ) -> None:
+        self._database = open_database(database)
         self._prefix = settings.channel_prefix
         self._table = settings.audit_table
         self._bus_url = settings.broadcast_url
@@ -93,6 +98,6 @@ class AuditTrigger:
     def _bus_shares_database(self) -> bool:
         if not is_postgres(self._database) or self._bus_engine != "postgresql":
             return False
-        bus = Database(self._bus_url).url
+        bus = make_url(self._bus_url)
         db = self._database.url
-        return (bus.hostname, bus.port, bus.database) == (db.hostname, db.port, db.database)
+        return (bus.host, bus.port, bus.database) == (db.host, db.port, db.database)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx2
 
 from ..settings import Settings
 from .errors import forbidden, invalid
 from .identity import Identity, is_admin
-from .introspection import Introspector
 from .jwt import JWTVerifier
 from .keys import RemoteJWKS
+
+if TYPE_CHECKING:
+    from .introspection import Introspector
 
 __all__ = ["TokenVerifier"]
 
@@ -25,7 +29,13 @@ class TokenVerifier:
             self._http = httpx2.AsyncClient(follow_redirects=False)
             jwks = RemoteJWKS(settings, self._http)
         self._jwt = JWTVerifier(settings, jwks) if self._has_jwt(settings) else None
-        self._introspector = Introspector(settings) if settings.introspection_url else None
+        self._introspector: Introspector | None = None
+        if settings.introspection_url:
+            # Imported only when configured: authlib's OAuth client is the one import that
+            # reaches into authlib's HTTP integration.
+            from .introspection import Introspector
+
+            self._introspector = Introspector(settings)
 
     @staticmethod
     def _has_jwt(settings: Settings) -> bool:

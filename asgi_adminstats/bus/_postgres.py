@@ -70,8 +70,8 @@ class PostgresBackend(HealingBackend):
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.remove_listener(channel, self._on_notify)
 
-    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
-        self._deliver(channel, payload)
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        self._deliver(channel, str(payload))  # a NOTIFY payload is text (asyncpg types it object)
 
     async def _watch(self) -> None:
         # asyncpg calls the termination listener when the server drops us

@@ -13,12 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from databases import Database
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from ..audit import install_audit_trigger
-from ..db import create_default_schema
+from ..db import create_default_schema, open_database
 from ..settings import ENV_PREFIX, IDENTIFIER, Settings, SettingsError
 from ._format import human_line, human_note
 
@@ -104,7 +103,7 @@ def _init_db(args: argparse.Namespace) -> int:
 
 
 async def _install(url: str, args: argparse.Namespace) -> list[str]:
-    database = Database(url)
+    database = open_database(url)  # an engine owned for the command (asyncpg, aiosqlite)
     await database.connect()
     done = []
     try:

@@ -23,7 +23,10 @@ __all__ = [
 
 logger = get_logger("asgi_adminstats.client")
 
-_MISSING_WEBSOCKETS = "AdminStatsClient needs the 'websockets' package: pip install websockets"
+# The `client` extra, so the install brings the versions the client is tested with.
+_MISSING_WEBSOCKETS = (
+    "AdminStatsClient needs the 'websockets' package: pip install 'asgi-adminstats[client]'"
+)
 
 
 class RedactAuthorization(logging.Filter):

@@ -14,7 +14,7 @@ __all__ = ["Queries"]
 
 @dataclass(frozen=True, kw_only=True)
 class Queries:
-    """SQL text with ``:name`` parameters (run through ``databases``)."""
+    """SQL text with ``:name`` parameters (run on the host's engine or ``databases``)."""
 
     #: One value: distinct users with a session seen since ``:since`` (15 minutes ago).
     online_users: str = "SELECT COUNT(DISTINCT user_id) FROM sessions WHERE last_seen_at >= :since"

@@ -5,9 +5,7 @@ A host with its own tables overrides ``Settings.queries`` instead.
 
 from __future__ import annotations
 
-from databases import Database
-
-from ._sql import is_postgres
+from ._seam import HostDatabase, SqlDatabase, is_postgres, open_database
 
 __all__ = ["DEFAULT_SCHEMA", "create_default_schema"]
 
@@ -51,9 +49,11 @@ DEFAULT_SCHEMA = (
 )
 
 
-async def create_default_schema(database: Database) -> None:
-    """Create the default tables if missing (idempotent)."""
-    dialect = "postgresql" if is_postgres(database) else database.url.dialect
+async def create_default_schema(database: HostDatabase | SqlDatabase) -> None:
+    """Create the default tables if missing (idempotent), through an ``AsyncEngine`` or a
+    connected ``databases.Database``."""
+    database = open_database(database)
+    dialect = database.dialect
     if dialect not in _ID:
         raise ValueError(
             f"no default schema for the {dialect!r} dialect; "
@@ -61,11 +61,11 @@ async def create_default_schema(database: Database) -> None:
         )
     for ddl in DEFAULT_SCHEMA:
         await database.execute(ddl.format(id=_ID[dialect]))
-    if dialect == "postgresql":
+    if is_postgres(database):
         await _widen_admin_column(database)
 
 
-async def _widen_admin_column(database: Database) -> None:
+async def _widen_admin_column(database: SqlDatabase) -> None:
     """Earlier releases made 128-character admin columns; an OIDC ``sub`` may have 255.
 
     Widening a VARCHAR rewrites nothing on PostgreSQL; checked first so that a current

@@ -1,15 +1,17 @@
-"""Portable SQL helpers for ``databases``: typed parameters, naive-UTC timestamps."""
+"""Portable SQL helpers: typed parameters, naive-UTC timestamps."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from databases import Database
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
-__all__ = ["as_utc", "is_postgres", "statement", "utcnow_naive"]
+__all__ = ["Statement", "as_utc", "clause", "statement", "utcnow_naive"]
+
+#: What the seam runs: SQL text with ``:name`` parameters, or one bound by ``statement``.
+Statement: TypeAlias = str | TextClause
 
 
 def statement(sql: str, **values: Any) -> TextClause:
@@ -21,6 +23,11 @@ def statement(sql: str, **values: Any) -> TextClause:
         for name, value in values.items()
     ]
     return text(sql).bindparams(*params)
+
+
+def clause(sql: Statement) -> TextClause:
+    """Plain text as a statement (an engine runs no bare strings; ``databases`` did)."""
+    return text(sql) if isinstance(sql, str) else sql
 
 
 def utcnow_naive() -> datetime:
@@ -38,8 +45,3 @@ def as_utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def is_postgres(database: Database) -> bool:
-    """``postgresql://`` and ``postgres://`` both reach PostgreSQL through ``databases``."""
-    return database.url.dialect in ("postgresql", "postgres")

@@ -142,11 +142,6 @@ class Hub:
         if self._observe is not None:
             self._observe(channel, time.perf_counter() - started)
 
-    async def idle(self) -> None:
-        """Wait until every published message has been handed to the outboxes."""
-        while self._runner is not None:
-            await asyncio.wait([self._runner])
-
     def close_all(self, close: Close) -> None:
         self._notifications.clear()
         self._next_stats = None

@@ -129,9 +129,6 @@ class Outbox:
                 self._closing.set_result(self._close)
         return self._closing
 
-    async def requested(self) -> Close:
-        return await self.closing()
-
     def has_frames(self) -> bool:
         return self._close is None and bool(
             self._control or self._notifications or self._stats is not None

@@ -1,4 +1,4 @@
-"""Database health (a latency probe) and the game figures, through ``databases``."""
+"""Database health (a latency probe) and the game figures, through the database seam."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from databases import Database
-
 from ..audit import AuditLog
-from ..db import Queries, statement, utcnow_naive
+from ..db import HostDatabase, Queries, SqlDatabase, open_database, statement, utcnow_naive
 from .base import CollectorFailure
 
 __all__ = ["DatabaseHealthCollector", "DatabaseStatsCollector"]
@@ -26,9 +24,14 @@ class DatabaseHealthCollector:
     name = "database"
 
     def __init__(
-        self, database: Database, queries: Queries, *, degraded_ms: float, timeout: float
+        self,
+        database: HostDatabase | SqlDatabase,
+        queries: Queries,
+        *,
+        degraded_ms: float,
+        timeout: float,
     ) -> None:
-        self._db = database
+        self._db = open_database(database)
         self._probe = queries.probe
         self._degraded_ms = degraded_ms
         self._timeout = timeout
@@ -53,9 +56,13 @@ class DatabaseStatsCollector:
     name = "queries"
 
     def __init__(
-        self, database: Database, queries: Queries, audit: AuditLog, recent_actions: int
+        self,
+        database: HostDatabase | SqlDatabase,
+        queries: Queries,
+        audit: AuditLog,
+        recent_actions: int,
     ) -> None:
-        self._db = database
+        self._db = open_database(database)
         self._queries = queries
         self._audit = audit
         self._recent = recent_actions

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from databases import Database
-
 from ..audit import AuditLog
+from ..db import SqlDatabase
 from ..settings import Settings
 from .base import Collector
 from .database import DatabaseHealthCollector, DatabaseStatsCollector
@@ -18,7 +17,7 @@ __all__ = ["create_engine"]
 
 
 def create_engine(
-    settings: Settings, *, database: Database, audit: AuditLog, collectors: Sequence[Collector]
+    settings: Settings, *, database: SqlDatabase, audit: AuditLog, collectors: Sequence[Collector]
 ) -> StatsEngine:
     deadline = settings.collector_deadline
     return StatsEngine(

@@ -21,7 +21,7 @@ from ..protocol import CloseCode
 from ..settings import Settings
 from ..telemetry import CONTENT_TYPE, State
 
-__all__ = ["Endpoints", "health_report", "metric_state"]
+__all__ = ["PATHS", "Endpoints", "health_report", "metric_state"]
 
 _STATIC = Path(__file__).parent.parent / "static"
 _CLIENT_FILES = {
@@ -31,6 +31,9 @@ _CLIENT_FILES = {
 }
 
 _PROTECTED = ("/health", "/metrics")
+
+#: The paths below the mount that answer other than 404 (``routes()`` routes them).
+PATHS = ("", "/", *_PROTECTED, *_CLIENT_FILES)
 
 
 def health_report(

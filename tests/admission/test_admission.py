@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
@@ -49,7 +49,7 @@ def url(addr: str) -> str:
 
 
 async def scrape(addr: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         response = await http.get(f"http://{addr}/admin/ws/metrics")
     assert response.status_code == 200, response.text
     found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}

@@ -12,6 +12,7 @@ import pytest
 from asgi_adminstats import AUDIT_FIELDS
 from asgi_adminstats.db import statement, utcnow_naive
 
+from helpers.db import fetch_val, run, run_in
 from support.loopback import client, recv, recv_type, token
 
 
@@ -65,13 +66,14 @@ async def test_not_sent_to_unsubscribed_clients(start: Any) -> None:
 
 async def test_sensitive_columns_never_leave(start: Any) -> None:
     stats, addr = await start(stats_interval=0.3)
-    await stats.database.execute(
+    await run(
+        stats,
         statement(
             "INSERT INTO audit_log (action, admin, target_type, target_id, details, ip_address,"
             " created_at) VALUES ('RESET_PASSWORD', 'root', 'USER', '3', 'new password: hunter2',"
             " '10.1.2.3', :t)",
             t=utcnow_naive(),
-        )
+        ),
     )
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
@@ -165,7 +167,7 @@ async def test_an_oidc_sized_admin_name_is_recorded_whole(start: Any) -> None:
 
 async def _banned(stats: Any, player: int) -> bool:
     sql = statement("SELECT banned FROM players WHERE id = :id", id=player)
-    return bool(await stats.database.fetch_val(sql))
+    return bool(await fetch_val(stats, sql))
 
 
 async def test_audit_transaction_commits_with_the_host_write_then_pushes(start: Any) -> None:
@@ -173,7 +175,7 @@ async def test_audit_transaction_commits_with_the_host_write_then_pushes(start: 
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
         async with stats.audit_transaction() as audit:
-            await stats.database.execute("UPDATE players SET banned = TRUE WHERE id = 1")
+            await run_in(stats, audit, "UPDATE players SET banned = TRUE WHERE id = 1")
             recorded = await audit.record_action("BAN_PLAYER", "alice", "PLAYER", 1)
             # Not pushed before the commit: nothing may announce a row that can still vanish.
             with pytest.raises(TimeoutError):
@@ -191,7 +193,7 @@ async def test_audit_transaction_that_fails_writes_and_pushes_nothing(start: Any
         await recv(ws)
         with pytest.raises(ValueError, match="record_action: 'admin'"):
             async with stats.audit_transaction() as audit:
-                await stats.database.execute("UPDATE players SET banned = TRUE WHERE id = 1")
+                await run_in(stats, audit, "UPDATE players SET banned = TRUE WHERE id = 1")
                 await audit.record_action("UNBAN_PLAYER", "bob", "PLAYER", 2)
                 await audit.record_action("BAN_PLAYER", "x" * 300, "PLAYER", 1)
         with pytest.raises(TimeoutError):

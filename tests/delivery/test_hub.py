@@ -24,6 +24,32 @@ async def drain(member: Member) -> list[tuple[str, str]]:
     return frames
 
 
+class Fanouts:
+    """The hub's ``observe`` callback: the channel of each completed fan-out, in order."""
+
+    def __init__(self) -> None:
+        self.channels: list[str] = []
+        self._more = asyncio.Event()
+
+    def __call__(self, channel: str, seconds: float) -> None:
+        self.channels.append(channel)
+        self._more.set()
+
+    async def settled(self, count: int) -> list[str]:
+        """The channels once ``count`` fan-outs completed (bounded), and a few loop turns
+        more in which any further one would have shown up."""
+
+        async def reached() -> None:
+            while len(self.channels) < count:
+                self._more.clear()
+                await self._more.wait()
+
+        await asyncio.wait_for(reached(), 1)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return self.channels
+
+
 def members(hub: Hub, n: int) -> list[Member]:
     made = [Member(sub=f"u{i}") for i in range(n)]
     for member in made:
@@ -41,7 +67,8 @@ async def test_a_small_fanout_is_delivered_at_once() -> None:
 
 
 async def test_a_large_fanout_yields_to_the_loop_between_slices() -> None:
-    hub = Hub(slice_size=3)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=3, observe=fanouts)
     group = members(hub, 10)
     hub.publish_stats("s1")
     assert not any(m.outbox._stats for m in group), "nothing is handed over synchronously"
@@ -50,32 +77,32 @@ async def test_a_large_fanout_yields_to_the_loop_between_slices() -> None:
         await asyncio.sleep(0)
         progress.append(sum(m.outbox._stats == "s1" for m in group))
     assert progress[0] == 3 and progress[1] == 6, progress
-    await hub.idle()
+    assert await fanouts.settled(1) == ["stats"]
     assert all(m.outbox._stats == "s1" for m in group)
 
 
 async def test_order_is_kept_across_fanouts() -> None:
-    hub = Hub(slice_size=2)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
     group = members(hub, 7)
     for i in range(5):
         hub.publish_notification(f"n{i}")
-    await hub.idle()
+    assert await fanouts.settled(5) == ["notifications"] * 5
     for member in group:
         assert [text for _, text in await drain(member)] == [f"n{i}" for i in range(5)]
 
 
 async def test_only_the_newest_waiting_snapshot_goes_out() -> None:
-    observed: list[str] = []
-    hub = Hub(slice_size=2, observe=lambda channel, _: observed.append(channel))
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
     group = members(hub, 5)
     hub.publish_notification("n0")
     for i in range(4):
         hub.publish_stats(f"s{i}")
     hub.publish_notification("n1")
-    await hub.idle()
     # s0..s2 were still waiting when s3 arrived: one stats fan-out in all, after the
     # notifications (which go first).
-    assert observed == ["notifications", "notifications", "stats"]
+    assert await fanouts.settled(3) == ["notifications", "notifications", "stats"]
     assert hub.latest_stats == "s3"
     for member in group:
         assert await drain(member) == [
@@ -86,46 +113,53 @@ async def test_only_the_newest_waiting_snapshot_goes_out() -> None:
 
 
 async def test_subscriptions_are_respected() -> None:
-    hub = Hub(slice_size=1)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=1, observe=fanouts)
     stats_only = Member(subscriptions=("stats",))
     feed_only = Member(subscriptions=("notifications",))
     for member in (stats_only, feed_only):
         hub.add(member)
     hub.publish_stats("s")
     hub.publish_notification("n")
-    await hub.idle()
+    assert sorted(await fanouts.settled(2)) == ["notifications", "stats"]
     assert await drain(stats_only) == [("stats", "s")]
     assert await drain(feed_only) == [("audit_action", "n")]
 
 
 async def test_close_all_drops_a_fanout_in_progress() -> None:
-    hub = Hub(slice_size=2)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
     group = members(hub, 6)
     hub.publish_stats("s")
+    await asyncio.sleep(0)  # the first slice is handed over: a fan-out in progress
     hub.publish_notification("n")
     hub.close_all(Close(1001, "going away"))
     await asyncio.sleep(0)
     for member in group:
-        assert await member.outbox.requested() == Close(1001, "going away")
+        assert await member.outbox.closing() == Close(1001, "going away")
         assert member.outbox.pop() is None
-    await hub.idle()
+    for _ in range(10):  # the fan-outs' turns, had they not been dropped
+        await asyncio.sleep(0)
+    assert fanouts.channels == []
     assert hub.latest_stats == "s"
 
 
 async def test_members_leaving_mid_fanout_are_harmless() -> None:
-    hub = Hub(slice_size=2)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
     group = members(hub, 6)
     hub.publish_stats("s")
     await asyncio.sleep(0)
     for member in group:
         hub.discard(member)
     assert len(hub) == 0
-    await hub.idle()
+    assert await fanouts.settled(1) == ["stats"]  # it went on to the end without error
     assert hub.count_subject("u0") == 0
 
 
 async def test_an_audit_push_goes_ahead_of_a_stats_fanout_in_progress() -> None:
-    hub = Hub(slice_size=2)
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
     group = members(hub, 20)
     hub.publish_stats("s1")
     await asyncio.sleep(0)
@@ -138,5 +172,5 @@ async def test_an_audit_push_goes_ahead_of_a_stats_fanout_in_progress() -> None:
     assert all(m.outbox._notifications for m in group)
     got_stats = sum(m.outbox._stats == "s1" for m in group)
     assert got_stats < len(group), "the stats fan-out paused for the push"
-    await hub.idle()
+    assert await fanouts.settled(2) == ["notifications", "stats"]
     assert all(m.outbox._stats == "s1" for m in group)

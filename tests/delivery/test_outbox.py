@@ -26,7 +26,7 @@ async def test_notification_overflow_asks_to_close_slow_consumer() -> None:
     box = Outbox(notification_limit=2)
     for i in range(3):
         box.put_notification(f"n{i}")
-    assert await asyncio.wait_for(box.requested(), 1) == Close(4008, "slow consumer")
+    assert await asyncio.wait_for(box.closing(), 1) == Close(4008, "slow consumer")
     assert box.pop() is None and not box.has_frames(), "nothing is written after a close"
     assert Close.of(CloseCode.SLOW_CONSUMER) == Close(4008, "slow consumer")
 
@@ -35,7 +35,7 @@ async def test_first_close_request_wins() -> None:
     box = Outbox(notification_limit=2)
     box.close(Close.of(CloseCode.GOING_AWAY))
     box.close(Close.of(CloseCode.TIMEOUT))
-    assert await box.requested() == Close(1001, "going away")
+    assert await box.closing() == Close(1001, "going away")
 
 
 def test_dropped_stats_are_not_sent() -> None:
@@ -49,7 +49,7 @@ def test_dropped_stats_are_not_sent() -> None:
 
 async def test_a_close_request_is_heard_by_whoever_waits() -> None:
     box = Outbox(notification_limit=1)
-    waiter = asyncio.create_task(box.requested())
+    waiter = box.closing()
     await asyncio.sleep(0)
     assert not waiter.done()
     box.put_notification("n1")

@@ -138,7 +138,7 @@ async def test_a_failing_write_closes_its_outbox_1011_and_logs(
     with caplog.at_level(logging.ERROR, "asgi_adminstats.session"):
         writer.outbox.put_stats("s1")  # must not raise into the fan-out
         sink.room.set()
-        close = await asyncio.wait_for(writer.outbox.requested(), 1)
+        close = await asyncio.wait_for(writer.outbox.closing(), 1)
     assert close == Close(1011, "internal error")
     [record] = caplog.records
     assert (record.name, record.levelno) == ("asgi_adminstats.session", logging.ERROR)

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
+import httpx2
 import pytest
 from websockets.asyncio.client import ClientConnection
 
@@ -76,8 +76,8 @@ def token(sub: str = "cluster-admin") -> str:
 _TLS = ssl.create_default_context()
 
 
-def _http(timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, verify=_TLS)
+def _http(timeout: float) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(timeout=timeout, verify=_TLS)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -160,7 +160,7 @@ class Instance:
                 if self.proc is None or self.proc.poll() is not None:
                     code = None if self.proc is None else self.proc.returncode
                     raise AssertionError(f"{self.name} exited ({code}) during start\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(httpx2.HTTPError):
                     response = await http.get(f"{self.base_url}/admin/ws/health")
                     if response.status_code == 200:
                         return
