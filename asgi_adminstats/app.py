@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from ._autostart import AutoStart
 from .admission import Admission, deny
 from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
 from .auth import Identity, TokenVerifier
@@ -24,10 +25,10 @@ from .settings import Settings
 from .stats import Collector, create_engine
 from .telemetry import Metrics, get_logger
 from .web import (
+    BareRoutes,
     Endpoints,
     health_report,
     metric_state,
-    route_bare_paths,
     route_path,
     routes_at,
     serve_lifespan,
@@ -37,11 +38,7 @@ __all__ = ["AdminStats", "NotStartedError", "StartupError"]
 
 logger = get_logger("asgi_adminstats")
 
-_NOT_STARTED = (
-    "AdminStats received a connection before it was started. Mounted apps get no "
-    "lifespan events: pass lifespan=stats.lifespan to Starlette/FastAPI (or enter "
-    "`async with stats.lifespan(app)` in your own lifespan), or use AdminStatsMiddleware."
-)
+_NO_ORIGINS = "none: every browser Origin is refused; set ADMINSTATS_ALLOWED_ORIGINS"
 
 
 class AdminStats:
@@ -107,11 +104,15 @@ class AdminStats:
             settings, self._verifier, health=self.health, metrics=self.metrics.render
         )
         self.started = False
+        self._bare = BareRoutes(self)
+        self._auto = AutoStart(self.startup, self.shutdown, enabled=settings.auto_start)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def startup(self) -> None:
         """Connect what this component owns, subscribe the bus, take the first snapshot."""
+        if self._auto.claim() and self.started:
+            return  # started on a request already: the lifespan owns it from now on
         if self.started:
             raise RuntimeError("AdminStats is already started")
         await self._db.connect()  # an owned engine only; StartupError naming database_url
@@ -132,13 +133,15 @@ class AdminStats:
         self.producer.start()
         self.started = True
         logger.info(
-            "adminstats started (instance %s, bus %s, audit pushes %s)",
+            "adminstats started (instance %s, bus %s, audit pushes %s, allowed origins %s)",
             self.settings.instance_name,
             self.bus_status.backend,
             "by database trigger" if self.feed.trigger.pushes else "by record_action",
+            ", ".join(self.settings.allowed_origins) or _NO_ORIGINS,
         )
 
     async def shutdown(self) -> None:
+        self._auto.claim()  # stopped by the host: no start on later requests, no second stop
         if not self.started:
             return
         self.started = False
@@ -150,13 +153,11 @@ class AdminStats:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        """The host's lifespan (``Starlette(lifespan=stats.lifespan)``).
-
-        Given the host app, it also routes the bare mount path (``/admin/ws`` without
-        the trailing slash), which Starlette's ``Mount`` does not match for WebSockets.
+        """The host's lifespan (``Starlette(lifespan=stats.lifespan)``); given the host app,
+        it also routes the bare mount path (``/admin/ws``), which ``Mount`` does not match.
         """
         if app is not None:
-            route_bare_paths(app, self)
+            self._bare.route(app)
         await self.startup()
         try:
             yield
@@ -182,8 +183,7 @@ class AdminStats:
         Published on the bus as the producer's snapshots are (to this instance's clients
         only while the bus is down); the next tick's snapshot replaces it.
         """
-        if not self.started:
-            raise NotStartedError(_NOT_STARTED)
+        await self._auto.require(self.started)
         await self.producer.publish(data)
 
     @property
@@ -200,8 +200,7 @@ class AdminStats:
         committed first; then this instance's clients get it directly and the others
         through the bus (or the PostgreSQL trigger).
         """
-        if not self.started:
-            raise NotStartedError(_NOT_STARTED)
+        await self._auto.require(self.started)
         data = await self.audit.insert(action, admin, target_type, target_id)
         await self.feed.publish(data)
         return data
@@ -218,8 +217,7 @@ class AdminStats:
         written and nothing is pushed; after the commit the actions are pushed as
         ``record_action`` pushes them.
         """
-        if not self.started:
-            raise NotStartedError(_NOT_STARTED)
+        await self._auto.require(self.started)
         async with self._db.transaction() as connection:
             pending = PendingActions(self.audit, connection)
             yield pending
@@ -258,6 +256,9 @@ class AdminStats:
         if scope["type"] == "lifespan":
             await serve_lifespan(receive, send, self.startup, self.shutdown)
             return
+        self._bare.request(scope)  # a host without our lifespan: its bare paths from now on
+        if not self.started:
+            await self._auto.ensure()  # no lifespan came (daphne): start on this request
         path = route_path(scope)
         if scope["type"] == "http":
             await self._endpoints(path, scope, receive, send)
@@ -268,7 +269,7 @@ class AdminStats:
         if path not in ("", "/"):
             await deny(websocket, 404, "not found")
         elif not self.started:
-            logger.error(_NOT_STARTED)
+            logger.error(self._auto.not_started())
             self.metrics.tally.attempts["rejected", "not_started"] += 1
             await deny(websocket, 503, "adminstats is not started (see the server log)")
         else:

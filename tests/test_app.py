@@ -106,6 +106,73 @@ async def test_host_routes_still_work(start: Any, form: Any) -> None:
     assert upgrade.status_code == 426
 
 
+MOUNTS = [starlette_mount, fastapi_mount, fastapi_own_lifespan, nested_mount]
+
+
+@pytest.mark.parametrize("form", MOUNTS, ids=lambda f: f.__name__)
+async def test_a_plain_get_of_either_path_gets_426_not_a_redirect(start: Any, form: Any) -> None:
+    _, addr = await start(host=form)
+    async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
+        bare, slashed = await http.get("/admin/ws"), await http.get("/admin/ws/")
+    assert (bare.status_code, slashed.status_code) == (426, 426)
+    assert bare.headers["upgrade"] == "websocket"
+
+
+@pytest.mark.parametrize(
+    "form", [starlette_mount, fastapi_mount, middleware_form], ids=lambda f: f.__name__
+)
+async def test_endpoints_under_a_mount_answer_with_one_trailing_slash(
+    start: Any, form: Any
+) -> None:
+    _, addr = await start(host=form)
+    async with httpx2.AsyncClient(base_url=f"http://{addr}/admin/ws") as http:
+        health = await http.get("/health/")
+        metrics = await http.get("/metrics/")
+        client_js = await http.get("/client.js/")
+        doubled = await http.get("/health//")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert metrics.status_code == 200 and "adminstats_connections 0.0" in metrics.text
+    assert client_js.status_code == 200 and "export class AdminStatsClient" in client_js.text
+    assert doubled.status_code == 404
+
+
+async def _outcome(url: str) -> str:
+    """What a WebSocket client gets: the refusal's status and body, or the first frame."""
+    try:
+        async with client(url, tok=token()) as ws:
+            return str((await recv(ws))["type"])
+    except InvalidStatus as refused:
+        return f"{refused.response.status_code} {refused.response.body!r}"
+
+
+async def test_without_the_lifespan_both_paths_behave_the_same_once_a_request_came(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The component routes its host's bare path on the first request it sees (the host
+    # is in scope["app"]); before that, a bare-path request never reaches it.
+    settings = make_settings(tmp_path)
+    await prepare_database(settings.database_url)
+    stats = AdminStats(settings)
+    host = Starlette(routes=[Mount("/admin/ws", app=stats)])  # lifespan not wired
+    async with serve(host) as addr, httpx2.AsyncClient(base_url=f"http://{addr}") as http:
+        await http.get("/admin/ws/client.js")
+        bare_get = await http.get("/admin/ws")
+        with caplog.at_level(logging.ERROR, "asgi_adminstats"):
+            slashed = await _outcome(f"ws://{addr}/admin/ws/")
+            logged_slashed = caplog.text
+            caplog.clear()
+            bare = await _outcome(f"ws://{addr}/admin/ws")
+            logged_bare = caplog.text
+    assert bare_get.status_code == 426
+    assert bare == slashed
+    assert not bare.startswith("403")
+    if bare.startswith("503"):  # not started: the refusal and the log line on both paths
+        assert "not started" in bare
+        assert "lifespan=stats.lifespan" in logged_slashed
+        assert "lifespan=stats.lifespan" in logged_bare
+    await stats.shutdown()
+
+
 async def test_unknown_subpath_is_refused(start: Any) -> None:
     _, addr = await start()
     with pytest.raises(InvalidStatus) as refused:
@@ -117,7 +184,7 @@ async def test_unknown_subpath_is_refused(start: Any) -> None:
 async def test_connection_before_lifespan_fails_clearly(
     tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, auto_start=False)  # on, the request starts it
     await prepare_database(settings.database_url)
     stats = AdminStats(settings)
     host = Starlette(routes=[Mount("/admin/ws", app=stats)])  # lifespan not wired
@@ -200,7 +267,7 @@ async def test_browser_client_and_hook_are_served_next_to_the_endpoint(
 
 
 async def test_a_snapshot_of_the_hosts_own_reaches_clients_through_the_bus(tmp_path: Any) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, auto_start=False)  # on, publishing starts it
     await prepare_database(settings.database_url)
     stats = AdminStats(settings)
     with pytest.raises(NotStartedError, match="lifespan"):

@@ -148,3 +148,22 @@ def test_settings_name_the_fanout_slice(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match="fanout_slice"):
         make_settings(tmp_path, fanout_slice=0)
+
+
+async def test_health_status_codes_follow_whether_the_component_serves(start: Any) -> None:
+    # A load balancer reads the code: 200 while the instance serves its clients, degraded
+    # included; 503 when it does not (never started, or shut down).
+    stats, address = await start()
+    endpoint = f"http://{address}/admin/ws/health"
+    async with httpx2.AsyncClient() as http:
+        ok = await http.get(endpoint)
+        stats.bus_status.mark_down(ConnectionError("test: bus down"))
+        degraded = await http.get(endpoint)
+        stats.bus_status.mark_up()
+        await stats.shutdown()
+        stopped = await http.get(endpoint)
+    assert (ok.status_code, ok.json()["status"]) == (200, "ok")
+    assert (degraded.status_code, degraded.json()["status"]) == (200, "degraded")
+    assert (stopped.status_code, stopped.json()["status"]) == (503, "not_started")
+    assert stopped.headers["cache-control"] == "no-store"
+    assert stopped.json().keys() == ok.json().keys()

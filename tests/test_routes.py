@@ -77,6 +77,24 @@ async def test_the_http_endpoints_answer_as_under_the_mount(start: Any, form: An
     assert [r.status_code for r in elsewhere] == [404, 404, 404]
 
 
+ENDPOINTS = ["/health", "/metrics", "/client.js", "/adminstats.js", "/use-admin-websocket.js"]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
+async def test_each_endpoint_answers_with_one_trailing_slash(start: Any, form: Any) -> None:
+    # As Litestar's is_mount hands them on: the same answer, not a redirect.
+    _, addr = await start(host=form)
+    async with httpx2.AsyncClient(base_url=f"http://{addr}/admin/ws") as http:
+        answers = {p: (await http.get(p), await http.get(p + "/")) for p in ENDPOINTS}
+    for path, (plain, slashed) in answers.items():
+        assert (path, slashed.status_code) == (path, plain.status_code) == (path, 200)
+        assert slashed.headers["content-type"] == plain.headers["content-type"]
+    health, slashed_health = answers["/health"]
+    assert slashed_health.json()["status"] == health.json()["status"] == "ok"
+    assert "adminstats_connections 0.0" in answers["/metrics"][1].text
+    assert all(plain.text == slashed.text for plain, slashed in list(answers.values())[2:])
+
+
 async def test_protected_endpoints_stay_protected(start: Any) -> None:
     _, addr = await start(host=starlette_routes, protect_endpoints=True)
     async with httpx2.AsyncClient(base_url=f"http://{addr}") as http:
@@ -112,6 +130,11 @@ def test_the_routes_list_what_the_mount_serves(tmp_path: Path) -> None:
         "/admin/ws/client.js",
         "/admin/ws/adminstats.js",
         "/admin/ws/use-admin-websocket.js",
+        "/admin/ws/health/",
+        "/admin/ws/metrics/",
+        "/admin/ws/client.js/",
+        "/admin/ws/adminstats.js/",
+        "/admin/ws/use-admin-websocket.js/",
     ]
     assert all(
         r.methods is None and not r.include_in_schema for r in routes if isinstance(r, Route)

@@ -25,6 +25,8 @@ __all__ = ["Admission", "PendingBudget", "PendingSlot", "deny"]
 
 #: The connection log (the session's logger: one line per accept, rejection and close).
 connections = get_logger("asgi_adminstats.connections")
+#: Set-up hints (a first refusal's WARNING), apart from the connection log's one line each.
+setup = get_logger("asgi_adminstats")
 
 
 class PendingSlot:
@@ -106,6 +108,13 @@ class Admission:
         ip = self.client_ip(websocket.scope)
         if not self._origins.allows(websocket.scope):
             connections.info("connection rejected: reason=origin client=%s code=403", ip)
+            origin = self._origins.first_refusal(websocket.scope)
+            if origin is not None:
+                setup.warning(
+                    "refused a WebSocket from Origin %s: not in allowed_origins "
+                    "(ADMINSTATS_ALLOWED_ORIGINS); logged once per origin",
+                    origin,
+                )
             self._tally.attempts["rejected", "origin"] += 1
             await deny(websocket, 403, "forbidden origin")
             return None

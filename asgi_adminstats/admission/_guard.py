@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _MAX_TRACKED = 100_000  # client addresses remembered by the attempt limiter
+_MAX_WARNED_ORIGINS = 64  # refused origins logged at WARNING, once each (then INFO)
 
 
 class OriginGuard:
@@ -34,12 +35,22 @@ class OriginGuard:
         self._allowed = frozenset(o.lower() for o in settings.allowed_origins)
         self._any = "*" in self._allowed
         self._allow_missing = settings.allow_missing_origin
+        self._warned: set[str] = set()
 
     def allows(self, scope: Scope) -> bool:
         origin = _header(scope, b"origin")
         if origin is None:
             return self._allow_missing
         return self._any or origin.lower() in self._allowed
+
+    def first_refusal(self, scope: Scope) -> str | None:
+        """The refused Origin the first time it is refused (a bounded few), else None:
+        worth a WARNING, which plain uvicorn logging shows, unlike the INFO lines."""
+        origin = _header(scope, b"origin") or "(none)"
+        if origin in self._warned or len(self._warned) >= _MAX_WARNED_ORIGINS:
+            return None
+        self._warned.add(origin)
+        return origin
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

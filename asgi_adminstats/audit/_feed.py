@@ -43,7 +43,8 @@ class AuditFeed:
             self.last_id = await self._audit.max_id()
             await self.trigger.detect()
         except Exception as exc:  # a broken database degrades pushes, it does not stop us
-            logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, exc)
+            first = (str(exc).splitlines() or [""])[0]  # SQLAlchemy adds the SQL and a link
+            logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, first)
 
     def push(self, data: dict[str, Any], *, replayed: bool = False) -> bool:
         """Push one redacted action unless already pushed; True if it was sent."""

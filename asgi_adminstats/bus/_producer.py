@@ -170,6 +170,10 @@ class Producer:
         return dict(self._engine.failures)
 
     @property
+    def failing_collectors(self) -> list[str]:
+        return self._engine.failing
+
+    @property
     def stats_queries(self) -> int:
         return self._engine.queries
 

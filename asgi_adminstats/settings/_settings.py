@@ -113,6 +113,9 @@ class Settings:
     # Sessions handed a message per event-loop turn: a 5000-client fan-out yields between
     # slices so a handshake or an audit push is not held up for the whole of it.
     fanout_slice: int = 16
+    # Start on the first request (or record_action) when no lifespan started the component:
+    # daphne sends no lifespan. Off: such requests get 503 until a lifespan runs.
+    auto_start: bool = True
     queries: Queries = field(default_factory=Queries)
 
     def __post_init__(self) -> None:

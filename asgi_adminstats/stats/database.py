@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -15,6 +16,11 @@ from .base import CollectorFailure
 __all__ = ["DatabaseHealthCollector", "DatabaseStatsCollector"]
 
 _ONLINE_USERS_WINDOW = timedelta(minutes=15)
+# How SQLite, PostgreSQL and MySQL say a table is missing (the driver's exception types
+# differ; SQLAlchemy wraps them all in one class, so the message is what tells).
+_MISSING_TABLE = re.compile(
+    r"no such table: (\S+)|relation \"?([^\s\"]+)\"? does not exist|Table '([^']+)' doesn't exist"
+)
 _ACTIVE_PLAYERS_WINDOW = timedelta(hours=24)
 
 
@@ -73,6 +79,22 @@ class DatabaseStatsCollector:
         return int(await self._db.fetch_val(statement(sql, **values)) or 0)
 
     async def collect(self) -> Mapping[str, Any]:
+        try:
+            return await self._collect()
+        except Exception as exc:
+            missing = _MISSING_TABLE.search(str(exc))
+            if missing is None:
+                raise
+            # An empty database is a set-up step, not a crash: one line, no traceback.
+            table = next(name for name in missing.groups() if name)
+            raise CollectorFailure(
+                f"table {table!r} does not exist: create the tables with "
+                "create_default_schema() (or `adminstats init-db`), or point "
+                "Settings.queries at your own",
+                {},
+            ) from None
+
+    async def _collect(self) -> Mapping[str, Any]:
         now = utcnow_naive()
         q = self._queries
         return {

@@ -56,6 +56,11 @@ class StatsEngine:
         ``statsQueries``: the cluster tests check it does not grow with instances)."""
         return sum(c.queries for c in self._collectors if isinstance(c, _COUNTING))
 
+    @property
+    def failing(self) -> list[str]:
+        """The collectors whose last run failed (``/health``'s ``stats.failing``)."""
+        return sorted(self._failing)
+
     async def snapshot(
         self, *, connections: int, meta: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:

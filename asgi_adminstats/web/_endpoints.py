@@ -1,7 +1,8 @@
 """The HTTP side of the mount: 426 at the root, ``/health``, ``/metrics``, the client files.
 
 ``/health`` and ``/metrics`` sit behind the admin token when ``protect_endpoints`` is
-set: the same verifier as the WebSocket, the token from ``Authorization: Bearer``.
+set: the same verifier as the WebSocket, the token from ``Authorization: Bearer``. Each
+path also answers with one trailing slash (Litestar's mounts hand those on), the same.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..protocol import CloseCode
 from ..settings import Settings
 from ..telemetry import CONTENT_TYPE, State
 
-__all__ = ["PATHS", "Endpoints", "health_report", "metric_state"]
+__all__ = ["NOT_STARTED", "PATHS", "Endpoints", "health_report", "metric_state"]
 
 _STATIC = Path(__file__).parent.parent / "static"
 _CLIENT_FILES = {
@@ -32,8 +33,13 @@ _CLIENT_FILES = {
 
 _PROTECTED = ("/health", "/metrics")
 
-#: The paths below the mount that answer other than 404 (``routes()`` routes them).
+#: The paths below the mount that answer other than 404 (``routes()`` routes them), each
+#: but the root also with one trailing slash.
 PATHS = ("", "/", *_PROTECTED, *_CLIENT_FILES)
+
+#: ``/health``'s status when the component is not serving: 503, so that a load balancer
+#: reading only the status code stops routing to it.
+NOT_STARTED = "not_started"
 
 
 def health_report(
@@ -45,12 +51,22 @@ def health_report(
     producer: Producer,
     stats_queries: int,
 ) -> dict[str, Any]:
-    """What ``<mount>/health`` answers: never secrets, only states and counts."""
+    """What ``<mount>/health`` answers: never secrets, only states and counts.
+
+    ``status``: ``ok``; ``degraded`` (bus or database down, or a stats collector failing
+    as ``stats.failing`` lists: still serving its clients,
+    so still 200); ``not_started`` (before start-up, or from shutdown on: 503).
+    """
     latest = hub.latest_data()
     database = (latest or {}).get("system", {}).get("database", {}).get("status")
-    ok = started and bus.up and database in ("healthy", "degraded")
+    if not started:
+        status = NOT_STARTED
+    elif bus.up and database in ("healthy", "degraded") and not producer.failing_collectors:
+        status = "ok"
+    else:
+        status = "degraded"
     return {
-        "status": "ok" if ok else "degraded",
+        "status": status,
         "instance": instance,
         "connections": len(hub),
         "bus": bus.as_dict(),
@@ -61,6 +77,8 @@ def health_report(
             "snapshots": producer.ticks,
         },
         "statsQueries": stats_queries,
+        # A failing collector (e.g. an empty database: no tables) leaves its figures null.
+        "stats": {"failing": producer.failing_collectors},
     }
 
 
@@ -97,6 +115,8 @@ class Endpoints:
 
     async def __call__(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         response: Response
+        if len(path) > 2 and path.endswith("/"):
+            path = path[:-1]  # one trailing slash, not a redirect: the same answer
         if path in ("", "/"):
             response = PlainTextResponse(
                 "426 Upgrade Required: connect with a WebSocket",
@@ -129,7 +149,9 @@ class Endpoints:
                 return denied
         headers = {"Cache-Control": "no-store"}
         if path == "/health":
-            return JSONResponse(self._health(), headers=headers)
+            report = self._health()
+            status = 503 if report["status"] == NOT_STARTED else 200
+            return JSONResponse(report, status, headers=headers)
         return Response(self._metrics(), media_type=CONTENT_TYPE, headers=headers)
 
     async def _check_admin(self, scope: Scope) -> Response | None:

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..telemetry import get_logger
 from ._endpoints import PATHS
 
-__all__ = ["route_bare_paths", "route_path", "routes_at", "with_root_path"]
+__all__ = ["BareRoutes", "route_bare_paths", "route_path", "routes_at", "with_root_path"]
 
 logger = get_logger("asgi_adminstats")
 
@@ -48,8 +48,9 @@ def routes_at(app: ASGIApp, prefix: str) -> list[BaseRoute]:
     """Routes serving the component ``app`` at ``prefix`` as ``Mount(prefix, app=app)`` does.
 
     The WebSocket at ``prefix`` and ``prefix/``; over HTTP, every path the mount answers
-    (426 at both, ``/health``, ``/metrics``, the client files), for any method as the
-    mount does. Other paths below ``prefix`` are left to the host (its 404).
+    (426 at both, ``/health``, ``/metrics``, the client files, each also with a trailing
+    slash), for any method as the mount does. Other paths below ``prefix`` are left to the
+    host (its 404).
     """
     if not prefix.startswith("/") or prefix.endswith("/") or "{" in prefix:
         raise ValueError(
@@ -58,7 +59,8 @@ def routes_at(app: ASGIApp, prefix: str) -> list[BaseRoute]:
         )
     at = _AtPrefix(app, prefix)
     routes: list[BaseRoute] = [WebSocketRoute(prefix, at), WebSocketRoute(prefix + "/", at)]
-    routes += [Route(prefix + path, at, include_in_schema=False) for path in PATHS]
+    paths = [*PATHS, *(path + "/" for path in PATHS if path not in ("", "/"))]
+    routes += [Route(prefix + path, at, include_in_schema=False) for path in paths]
     return routes
 
 
@@ -76,11 +78,13 @@ def _serves(mount: Mount, target: ASGIApp) -> bool:
 
 
 def route_bare_paths(host: Any, target: ASGIApp) -> int:
-    """Add a WebSocket route for the bare path of every ``Mount`` of ``target`` in ``host``.
+    """Route the bare path of every ``Mount`` of ``target`` in ``host`` to it.
 
-    Starlette's ``Mount("/admin/ws")`` matches ``/admin/ws/...`` only, and its router
-    redirects slashes for HTTP, not WebSockets: ``ws://host/admin/ws`` would get 403.
-    Returns how many mounts were found.
+    Starlette's ``Mount("/admin/ws")`` matches ``/admin/ws/...`` only: ``ws://host/admin/ws``
+    would get 403, and a plain GET a 307 to ``/admin/ws/`` (its router redirects slashes
+    for HTTP), where the mount root answers 426. A WebSocket route and an HTTP route
+    (any method) for the bare path make both the mount root's. Returns how many mounts
+    were found.
     """
     routes = getattr(getattr(host, "router", host), "routes", None)
     if not isinstance(routes, list):
@@ -92,18 +96,53 @@ def route_bare_paths(host: Any, target: ASGIApp) -> int:
         if _serves(route, target):
             found += 1
             # To the mount's app, middleware included, as the mount itself would.
-            if route.path and not any(
-                isinstance(r, WebSocketRoute)
-                and isinstance(r.app, _AtPrefix)
-                and r.app.app is route.app
-                and r.path == route.path
-                for r in routes
-            ):
-                routes.insert(
-                    routes.index(route),
-                    WebSocketRoute(route.path, _AtPrefix(route.app, route.path)),
-                )
+            if route.path and not any(_routes_bare(r, route) for r in routes):
+                at = _AtPrefix(route.app, route.path)
+                index = routes.index(route)
+                routes[index:index] = [
+                    WebSocketRoute(route.path, at),
+                    Route(route.path, at, include_in_schema=False),
+                ]
                 logger.debug("routing the bare path %s to the admin-stats app", route.path)
         else:
             found += route_bare_paths(route, target)
     return found
+
+
+def _routes_bare(route: BaseRoute, mount: Mount) -> bool:
+    return (
+        isinstance(route, WebSocketRoute | Route)
+        and isinstance(route.app, _AtPrefix)
+        and route.app.app is mount.app
+        and route.path == mount.path
+    )
+
+
+class BareRoutes:
+    """Routes the bare mount paths of each host app once: from ``stats.lifespan(app)``,
+    or else on the first request the component sees from that host.
+
+    Starlette puts the app that routed a request in ``scope["app"]`` (the innermost
+    ``Starlette``/``FastAPI``), so a host whose lifespan is not wired gets the bare path
+    routed from its first request below the mount on; a bare-path request before that
+    never reaches the component (the host's 403 or 307 for it).
+    """
+
+    __slots__ = ("_hosts", "_target")
+
+    def __init__(self, target: ASGIApp) -> None:
+        self._target = target
+        self._hosts: tuple[Any, ...] = ()  # a host or two per process, each kept once
+
+    def route(self, host: Any) -> None:
+        """Route ``host``'s bare mount paths (once per host)."""
+        if any(seen is host for seen in self._hosts):
+            return
+        self._hosts += (host,)
+        route_bare_paths(host, self._target)
+
+    def request(self, scope: Scope) -> None:
+        """A request reached the component: route its host's bare paths if not yet done."""
+        host = scope.get("app")
+        if host is not None and host is not self._target:
+            self.route(host)
