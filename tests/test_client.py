@@ -304,6 +304,75 @@ def test_close_codes_follow_the_protocol_policy(ended: Ended, expected: str) -> 
     assert verdict(ended) == expected
 
 
+# --- a server shutting down ----------------------------------------------------------
+
+
+class ClosesFirst:
+    """Accepts the first ``times`` WebSocket attempts and closes them with ``code`` at once
+    (a server going down, as measured in PROTOCOL.md's "Close codes"); then ``app``."""
+
+    def __init__(self, app: Any, code: int, times: int) -> None:
+        self.app = app
+        self.code = code
+        self.left = times
+        self.attempts = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            self.attempts += 1
+            if self.left > 0:
+                self.left -= 1
+                await receive()  # websocket.connect
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": self.code, "reason": ""})
+                return
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("code", [1001, 1011, 1012, 1013])
+async def test_a_shutdown_close_backs_off_and_reconnects(start: Any, code: int) -> None:
+    # 1001 the component's going away, 1012 uvicorn's, 1011 hypercorn's, 1013 try again.
+    hosts: list[ClosesFirst] = []
+
+    def host(stats: AdminStats) -> ClosesFirst:
+        hosts.append(ClosesFirst(starlette_host(stats), code, times=2))
+        return hosts[-1]
+
+    _, addr = await start(host=host)
+    stream = AdminStatsClient(
+        f"ws://{addr}/admin/ws", token=token(), reconnect_interval=0.05, max_reconnect_attempts=3
+    )
+    async with stream:
+        await next_of(stream, "connected", timeout=5)
+    assert hosts[0].attempts == 3  # two closes with `code`, each retried
+
+
+async def test_a_drop_without_a_close_frame_is_retried_as_1006() -> None:
+    # granian's shutdown (and daphne's): the TCP connection ends without a close frame.
+    from websockets.asyncio.server import ServerConnection, serve
+
+    attempts = 0
+
+    async def drop(ws: ServerConnection) -> None:
+        nonlocal attempts
+        attempts += 1
+        ws.transport.abort()
+
+    async with serve(drop, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        stream = AdminStatsClient(
+            f"ws://127.0.0.1:{port}/admin/ws",
+            token=token(),
+            reconnect_interval=0.01,
+            max_reconnect_attempts=2,
+        )
+        async with stream:
+            with pytest.raises(ReconnectFailed) as failed:
+                await gather_for(stream, 5)
+    assert (failed.value.attempts, failed.value.code) == (2, 1006)
+    assert attempts == 3
+
+
 # --- authentication ------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ class Ended:
 
 def verdict(ended: Ended) -> Literal["auth", "fatal", "retry"]:
     """PROTOCOL.md section 4: 4401/4403 do not retry with the same token; anything else
-    (1013, 4429, 4008, 1001, 1006, 1011, network errors) backs off and retries."""
+    (1013, 4429, 4008, 1001, 1006, 1011, 1012, network errors) backs off and retries."""
     if ended.code is not None:
         if ended.code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
             return "retry" if ended.reason.startswith(AUTH_SERVER_UNAVAILABLE) else "auth"

@@ -26,7 +26,7 @@
 //   reconnects with it at once, otherwise it stops in state "error" and calls onError.
 //   4401 "unauthorized: authorization server unavailable" is the exception: the server
 //   says the token may be fine, so that one backs off like a network fault.
-//   1013/4429/4008 and everything else (1006, 1001, 1011, 4408, ...) reconnect after a
+//   1013/4429/4008 and everything else (1006, 1001, 1011, 1012, 4408, ...) reconnect after a
 //   full-jitter exponential backoff, at most `maxReconnectAttempts` times in a row;
 // - after a reconnect it sends `subscribe` with `since` = the newest audit id seen, so the
 //   server replays what was missed; audit actions are de-duplicated by id;

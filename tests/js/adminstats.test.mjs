@@ -112,6 +112,7 @@ describe("closePolicy", () => {
     [1006, false, "", "backoff"],
     [1011, false, "internal error", "backoff"],
     [1001, false, "going away", "backoff"],
+    [1012, false, "", "backoff"], // uvicorn's close on shutdown
     [1000, false, "normal closure", "backoff"],
     [4408, true, "timeout: no pong", "backoff"],
     [1009, false, "message too big", "backoff"],
@@ -303,6 +304,38 @@ describe("state transitions", () => {
     const { client, WS } = setup({ maxReconnectAttempts: 0 });
     WS.last.serverClose(1006);
     assert.equal(client.state, "error");
+  });
+
+  // What each server's shutdown looks like to a client (PROTOCOL.md, "Close codes"):
+  // the component's 1001, uvicorn's 1012, hypercorn's 1011, granian's drop (1006, no close
+  // frame); and 1013 from a server still starting. Each backs off and reconnects.
+  test("server shutdown closes (1001, 1012, 1011, 1006, 1013) back off and reconnect", () => {
+    for (const [code, reason] of [[1001, "going away"], [1012, ""], [1011, ""], [1006, ""], [1013, "try again later: server full"]]) {
+      const { client, WS, clock, events } = setup({ random: () => 0.9999 });
+      WS.last.accept();
+      WS.last.serverClose(code, reason);
+      assert.equal(client.state, "reconnecting", String(code));
+      assert.deepEqual(clock.delays(), [999], String(code)); // the backoff, not at once
+      clock.advance(998);
+      assert.equal(WS.instances.length, 1, String(code));
+      clock.advance(1);
+      assert.equal(WS.instances.length, 2, String(code));
+      WS.last.accept();
+      assert.equal(client.state, "connected", String(code));
+      assert.deepEqual(events.errors, [], String(code));
+    }
+  });
+
+  test("a close event without a code (no close frame) counts as 1006 and backs off", () => {
+    const { client, WS, clock, events } = setup();
+    WS.last.accept();
+    WS.last.readyState = 3;
+    WS.last._dispatch("close", { type: "close", wasClean: false });
+    assert.equal(client.state, "reconnecting");
+    assert.equal(events.stateInfo.at(-1).code, 1006);
+    assert.equal(clock.pending, 1);
+    clock.runNext();
+    assert.equal(WS.instances.length, 2);
   });
 
   test("1013, 4429 and 4008 back off and reconnect", () => {

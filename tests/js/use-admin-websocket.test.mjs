@@ -172,6 +172,23 @@ describe("useAdminWebSocket", () => {
     root.unmount();
   });
 
+  test("a server's shutdown close (1001, 1012, 1011, 1006, 1013) -> reconnecting after the backoff", () => {
+    for (const code of [1001, 1012, 1011, 1006, 1013]) {
+      const { mount, WS, clock } = setup();
+      const root = mount({ url: "ws://example.test/admin/ws", token: "tok" });
+      WS.last.accept();
+      WS.last.serverClose(code);
+      assert.equal(root.output.status, "reconnecting", String(code));
+      assert.equal(clock.pending, 1, String(code)); // the backoff timer
+      assert.equal(WS.instances.length, 1, String(code));
+      clock.runNext();
+      assert.equal(WS.instances.length, 2, String(code));
+      WS.last.accept();
+      assert.equal(root.output.status, "connected", String(code));
+      root.unmount();
+    }
+  });
+
   test("reconnecting after a drop is reflected in status", () => {
     const { mount, WS, clock } = setup();
     const root = mount({ url: "ws://example.test/admin/ws", token: "tok", maxReconnectAttempts: 3 });
