@@ -8,12 +8,10 @@ failed start is logged and retried by a later request at most every ``RETRY_SECO
 Nothing announces the server's exit then (no lifespan shutdown), so the start also
 arranges the stop, both ways a server ends:
 
-- SIGTERM/SIGINT: the server's own handlers (uvicorn's, Twisted's under daphne) are
-  wrapped. On the signal the component stops first (clients closed with 1001, the tick
-  finished, the bus and the database closed), then the server's handler is put back and
-  the signal raised again, so the server shuts down as it would have. uvicorn re-raises
-  the signal when it returns, and SIGTERM's default action ends the process before any
-  task or ``atexit`` hook runs: the stop has to come before the server's.
+- SIGTERM/SIGINT: ``ExitSignals`` (``_signals.py``) runs ``stop`` before the server's
+  handler: clients closed with 1001, the tick finished, the bus and the database closed.
+  uvicorn re-raises the signal when it returns, and SIGTERM's default action ends the
+  process before any task or ``atexit`` hook runs: the stop has to come before the server's.
 - The event loop's end: a task waits to be cancelled, as ``asyncio.run`` does to tasks
   left behind (a server run in-process and stopped without a signal).
 
@@ -24,23 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from types import FrameType
-from typing import Any
 
 from .errors import NotStartedError
 from .telemetry import get_logger
 
-__all__ = ["RETRY_SECONDS", "STOP_SECONDS", "AutoStart"]
+__all__ = ["RETRY_SECONDS", "AutoStart"]
 
 logger = get_logger("asgi_adminstats")
 
 #: A failed start is retried by a later request at most this often.
 RETRY_SECONDS = 5.0
-#: How long the stop on a signal may hold back the server's own shutdown.
-STOP_SECONDS = 15.0
 
 _NOT_STARTED = (
     "AdminStats is not started: no lifespan has started it (or it has stopped), and it "
@@ -76,9 +69,6 @@ class AutoStart:
         self._failed_at = -RETRY_SECONDS
         self._last_error = ""
         self._keeper: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wrapped: dict[int, Any] = {}  # signal -> the server's handler
 
     def claim(self) -> bool:
         """A lifespan (or the host calling ``startup()``) owns the component from now on.
@@ -135,7 +125,6 @@ class AutoStart:
             raise
         self.failed = False
         self._keeper = asyncio.create_task(self._stop_at_loop_end(), name="adminstats-autostop")
-        self._wrap_signals()
         logger.info(
             "adminstats started on its first request: no lifespan came (daphne, "
             "uvicorn --lifespan off, or a mount without lifespan=stats.lifespan); "
@@ -149,13 +138,15 @@ class AutoStart:
             return False
         if keeper is not asyncio.current_task():
             keeper.cancel()
-        for sig, handler in self._wrapped.items():
-            if signal.getsignal(sig) == self._on_signal:  # unless replaced since
-                signal.signal(sig, handler)
-        self._wrapped = {}
         return True
 
-    async def _stop(self, why: str) -> None:
+    @property
+    def owns_stop(self) -> bool:
+        """Started here and not stopped yet: nothing but ``stop`` will stop it."""
+        return self._keeper is not None
+
+    async def stop(self, why: str) -> None:
+        """Stop what was started here (on the server's exit signal, or the loop's end)."""
         if self._disown():
             self.armed = False  # stopped for good: later requests get 503, not a restart
             await self._shutdown()
@@ -165,45 +156,4 @@ class AutoStart:
         try:
             await asyncio.Event().wait()  # until cancelled: asyncio.run's end cancels it
         finally:
-            await self._stop("the event loop ended")
-
-    def _wrap_signals(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(sig)
-            if handler is None or handler == signal.SIG_IGN:
-                continue  # installed from C (cannot be put back), or ignored anyway
-            try:
-                signal.signal(sig, self._on_signal)
-            except ValueError:  # not the main thread: the loop's end stops it
-                return
-            self._wrapped[sig] = handler
-
-    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        loop = self._loop
-        if self._stopping is not None or loop is None or loop.is_closed():
-            self._pass_on(sig)  # a second signal: no more waiting
-            return
-        loop.call_soon_threadsafe(self._begin_stop, sig)
-
-    def _begin_stop(self, sig: int) -> None:
-        self._stopping = asyncio.ensure_future(self._stop_then_pass_on(sig))
-
-    async def _stop_then_pass_on(self, sig: int) -> None:
-        wrapped = dict(self._wrapped)
-        try:
-            # Bounded: a bus that hangs must not hold back the server's own shutdown.
-            await asyncio.wait_for(self._stop(f"signal {signal.Signals(sig).name}"), STOP_SECONDS)
-        except TimeoutError:
-            logger.warning("adminstats did not stop within %gs; shutting down anyway", STOP_SECONDS)
-        finally:
-            for other, handler in wrapped.items():
-                if signal.getsignal(other) == self._on_signal:
-                    signal.signal(other, handler)
-            signal.raise_signal(sig)  # the server's handler now, as if it came just now
-
-    def _pass_on(self, sig: int) -> None:
-        handler = self._wrapped.get(sig, signal.SIG_DFL)
-        self._disown()
-        signal.signal(sig, handler)
-        signal.raise_signal(sig)
+            await self.stop("the event loop ended")

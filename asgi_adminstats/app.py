@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ._autostart import AutoStart
+from ._signals import ExitSignals, on_exit
 from .admission import Admission, deny
 from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
 from .auth import Identity, TokenVerifier
@@ -27,9 +28,9 @@ from .telemetry import Metrics, get_logger
 from .web import (
     BareRoutes,
     Endpoints,
+    component_path,
     health_report,
     metric_state,
-    route_path,
     routes_at,
     serve_lifespan,
 )
@@ -106,6 +107,7 @@ class AdminStats:
         self.started = False
         self._bare = BareRoutes(self)
         self._auto = AutoStart(self.startup, self.shutdown, enabled=settings.auto_start)
+        self._exit = ExitSignals(on_exit(self._auto, self.hub))  # 1001 before the server
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class AdminStats:
             raise
         self.producer.start()
         self.started = True
+        self._exit.install()
         logger.info(
             "adminstats started (instance %s, bus %s, audit pushes %s, allowed origins %s)",
             self.settings.instance_name,
@@ -145,6 +148,7 @@ class AdminStats:
         if not self.started:
             return
         self.started = False
+        self._exit.remove()
         self.hub.close_all(Close.of(CloseCode.GOING_AWAY))
         await self.producer.close()  # after the tick in flight, if any
         await self._bus.stop()
@@ -259,7 +263,7 @@ class AdminStats:
         self._bare.request(scope)  # a host without our lifespan: its bare paths from now on
         if not self.started:
             await self._auto.ensure()  # no lifespan came (daphne): start on this request
-        path = route_path(scope)
+        path = component_path(scope)
         if scope["type"] == "http":
             await self._endpoints(path, scope, receive, send)
             return

@@ -9,11 +9,8 @@ re-raises the signal (SIGTERM's default action ends the process at once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import sys
 from pathlib import Path
 
 import httpx2
@@ -24,9 +21,9 @@ from websockets.exceptions import InvalidStatus
 
 from asgi_adminstats import AdminStats, AdminStatsMiddleware, NotStartedError
 
-from helpers.cluster import free_port
+from helpers.hostproc import host_process
 from support.demo_db import prepare_database
-from support.loopback import ORIGIN, SECRET, client, closed, make_settings, recv, serve, token
+from support.loopback import SECRET, client, closed, make_settings, recv, serve, token
 
 _HOST_APP = """
 import logging
@@ -66,53 +63,21 @@ def _no_lifespan_host(stats: AdminStats) -> Starlette:
 async def test_lifespan_off_starts_on_first_request_and_stops_on_the_signal(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    db = tmp_path / "s.db"
-    await prepare_database(f"sqlite:///{db}")
-    (tmp_path / "host_app.py").write_text(_HOST_APP)
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ADMINSTATS_")}
-    environ.update(
-        ADMINSTATS_JWT_SECRET=SECRET,
-        ADMINSTATS_ALLOWED_ORIGINS=ORIGIN,
-        ADMINSTATS_DATABASE_URL=f"sqlite:///{db}",
-        ADMINSTATS_STATS_INTERVAL="0.5",
-        PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]),
-    )
-    args = ["-X", "dev", "-m", "uvicorn", "host_app:app", "--lifespan", "off"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *args,
-        "--port",
-        str(port),
-        "--log-level",
-        "info",
-        cwd=tmp_path,
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx2.TransportError):
-                    if (await http.get("/ping")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
+    async with host_process(
+        tmp_path, _HOST_APP, "--lifespan", "off", ready="/ping", ADMINSTATS_STATS_INTERVAL="0.5"
+    ) as host:
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{host.port}") as http:
             # A host route before any WebSocket: record_action starts the component.
             banned = await http.post("/ban")
         assert banned.status_code == 200, banned.text
         assert banned.json()["action"] == "BAN_PLAYER"
-        async with client(f"ws://127.0.0.1:{port}/admin/ws/", tok=token()) as ws:
+        async with client(f"ws://127.0.0.1:{host.port}/admin/ws/", tok=token()) as ws:
             assert (await recv(ws))["type"] == "connected"
-            proc.send_signal(sig)
+            host.proc.send_signal(sig)
             code, _ = await closed(ws, timeout=10)
         assert code == 1001  # the component's going-away, before uvicorn's own 1012
-        await asyncio.wait_for(proc.wait(), 15)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.stderr is not None
-    log = (await proc.stderr.read()).decode()
+        await asyncio.wait_for(host.proc.wait(), 15)
+        log = await host.log()
     assert log.count("started on its first request") == 1, log
     assert f"adminstats stopped (signal {sig.name})" in log, log
     assert "deleted before being closed" not in log, log  # aiosqlite's: the engine disposed

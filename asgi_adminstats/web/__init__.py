@@ -4,11 +4,19 @@ protocol of a top-level app."""
 
 from ._endpoints import Endpoints, health_report, metric_state
 from ._lifespan import serve_lifespan
-from ._routing import BareRoutes, route_bare_paths, route_path, routes_at, with_root_path
+from ._routing import (
+    BareRoutes,
+    component_path,
+    route_bare_paths,
+    route_path,
+    routes_at,
+    with_root_path,
+)
 
 __all__ = [
     "BareRoutes",
     "Endpoints",
+    "component_path",
     "health_report",
     "metric_state",
     "route_bare_paths",

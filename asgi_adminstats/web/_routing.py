@@ -10,7 +10,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..telemetry import get_logger
 from ._endpoints import PATHS
 
-__all__ = ["BareRoutes", "route_bare_paths", "route_path", "routes_at", "with_root_path"]
+__all__ = [
+    "BareRoutes",
+    "component_path",
+    "route_bare_paths",
+    "route_path",
+    "routes_at",
+    "with_root_path",
+]
 
 logger = get_logger("asgi_adminstats")
 
@@ -22,6 +29,20 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         return path[len(root) :]
     return path
+
+
+def component_path(scope: Scope) -> str:
+    """The path the component answers for: what a Channels ``URLRouter`` left of the path
+    (``path_remaining``, without the leading slash Django patterns drop), else the path
+    below ``root_path``.
+
+    ``re_path(r"^admin/ws/?$", stats)`` leaves ``""`` (the WebSocket, the 426);
+    ``re_path(r"^admin/ws(?:/|$)", stats)`` leaves ``"health"`` for ``/admin/ws/health``.
+    """
+    remaining = scope.get("path_remaining")
+    if isinstance(remaining, str):
+        return "/" + remaining.lstrip("/") if remaining not in ("", "/") else remaining
+    return route_path(scope)
 
 
 def with_root_path(scope: Scope, prefix: str) -> Scope:
