@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from ._autostart import AutoStart
 from ._signals import ExitSignals, on_exit
 from .admission import Admission, deny
-from .audit import AuditFeed, AuditLog, AuditTrigger, PendingActions
+from .audit import AuditFeed, AuditLog, PendingActions
 from .auth import Identity, TokenVerifier
 from .bus import Bus, BusStatus, Producer, create_broadcast, engine_of, masked_url
 from .db import HostDatabase, open_database
@@ -81,8 +81,7 @@ class AdminStats:
         else:
             self.bus_status = BusStatus(engine)  # the host's Broadcast: its health is theirs
         self._bus = Bus(broadcast, engine=engine, prefix=settings.channel_prefix, owned=owns_bus)
-        trigger = AuditTrigger(self._db, settings, bus_engine=self.bus_status.backend)
-        self.feed = AuditFeed(self.audit, self.hub, self._bus, trigger=trigger)
+        self.feed = AuditFeed.create(settings, self.audit, self.hub, self._bus, self.bus_status)
         if backend is not None:
             backend.on_down(self.feed.bus_down)
             backend.on_reconnect(self.feed.bus_up)
@@ -95,6 +94,7 @@ class AdminStats:
             status=self.bus_status,
             hub=self.hub,
             observe_tick=self.metrics.tick_seconds.observe,
+            on_leading=self.feed.watcher.lead,
         )
         self._bus.on("stats", self.hub.publish_stats)
         self._bus.on("audit", self.feed.on_bus)

@@ -1,4 +1,11 @@
-"""``python -m sample_app``: configure from the environment, print how to log in, serve."""
+"""``python -m sample_app``: configure from the environment, print how to log in, serve.
+
+Without an identity provider it generates an HS256 secret (unless
+``ADMINSTATS_JWT_SECRET`` gives one) and prints an admin token signed with it. With one
+(``ADMINSTATS_OIDC_ISSUER``, ``_JWKS_URL``, ``_JWT_PUBLIC_KEY`` or ``_INTROSPECTION_URL``)
+nothing is generated: tokens come from the provider, HS* are accepted only if a secret
+is given too, and the banner says what a token must carry instead of printing one.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +22,32 @@ from urllib.parse import urlsplit
 from starlette.applications import Starlette
 
 from asgi_adminstats import Settings, SettingsError, mint_token
+from asgi_adminstats.auth import allowed_algorithms
 from asgi_adminstats.server import run
-from asgi_adminstats.settings import ENV_PREFIX
+from asgi_adminstats.settings import DEFAULT_ALGORITHMS, ENV_PREFIX
 
 from .app import WS_PATH, create_app
 
-__all__ = ["DEFAULT_DATABASE_URL", "Config", "default_origins", "load_config", "main"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "PROVIDER_VARIABLES",
+    "Config",
+    "default_origins",
+    "load_config",
+    "main",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///./adminstats-sample.db"
 _STARTUP_TOKEN_TTL = 12 * 3600
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _DIALECTS = ("sqlite", "postgresql")
+#: Any of these set: tokens come from an identity provider, no secret is generated.
+PROVIDER_VARIABLES = (
+    "ADMINSTATS_OIDC_ISSUER",
+    "ADMINSTATS_JWKS_URL",
+    "ADMINSTATS_JWT_PUBLIC_KEY",
+    "ADMINSTATS_INTROSPECTION_URL",
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +88,8 @@ def load_config(
         )
     # Only fill what is unset: then a bad variable is reported under its own name.
     overrides: dict[str, Any] = {"database_url": database_url}
-    generated = "ADMINSTATS_JWT_SECRET" not in env
+    provider = any(env.get(var) for var in PROVIDER_VARIABLES)
+    generated = "ADMINSTATS_JWT_SECRET" not in env and not provider
     if generated:
         overrides["jwt_secret"] = secrets.token_urlsafe(32)
     if "ADMINSTATS_ALLOWED_ORIGINS" not in env:
@@ -89,14 +112,6 @@ def load_config(
 
 def _banner(config: Config, host: str, port: int) -> str:
     settings = config.settings
-    assert settings.jwt_secret is not None  # load_config always sets one
-    token = mint_token(
-        settings.jwt_secret,
-        sub="dev-admin",
-        ttl=_STARTUP_TOKEN_TTL,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
     base = f"{_url_host(host)}:{port}"
     lines = ["asgi-adminstats sample app"]
     if config.generated_secret:
@@ -108,17 +123,61 @@ def _banner(config: Config, host: str, port: int) -> str:
         f"  Dashboard:       http://{base}/admin",
         f"  WebSocket:       ws://{base}{WS_PATH}",
         f"  Allowed origins: {', '.join(settings.allowed_origins) or '(none)'}",
-        "  Admin token (sub=dev-admin, valid 12 h):",
-        f"    {token}",
     ]
-    if config.dev:
+    lines += _provider_lines(settings)
+    if settings.jwt_secret is not None:
+        token = mint_token(
+            settings.jwt_secret,
+            sub="dev-admin",
+            ttl=_STARTUP_TOKEN_TTL,
+            issuer=settings.jwt_issuer or settings.oidc_issuer,
+            audience=settings.jwt_audience,
+        )
+        lines += ["  Admin token (sub=dev-admin, valid 12 h):", f"    {token}"]
+    if config.dev and settings.jwt_secret is not None:
         lines.append(
             '  Dev mode: the dashboard has a "Dev login" button '
             "(development only: never enable it in production)."
         )
-    else:
+    elif config.dev:
+        lines.append('  Dev mode: no "Dev login" without ADMINSTATS_JWT_SECRET.')
+    if settings.jwt_secret is not None:
         lines.append("  Sign in by pasting the token above into the dashboard's token field.")
+    else:
+        lines.append(
+            "  No token is printed: get an admin access token from your identity provider "
+            "and paste it into the dashboard's token field (or send it as "
+            "'Authorization: Bearer <token>')."
+        )
     return "\n".join(lines)
+
+
+def _provider_lines(settings: Settings) -> list[str]:
+    """Where tokens are verified, and what an admin token must carry."""
+    lines = []
+    if settings.oidc_issuer:
+        lines.append(f"  OIDC issuer:     {settings.oidc_issuer} (keys by discovery)")
+    if settings.jwks_url:
+        lines.append(f"  JWKS:            {settings.jwks_url}")
+    if settings.jwt_public_key:
+        lines.append("  Public key:      ADMINSTATS_JWT_PUBLIC_KEY")
+    if settings.introspection_url:
+        lines.append(f"  Introspection:   {settings.introspection_url} (opaque tokens)")
+    if len(lines) == 0:
+        return lines  # the local secret only: the printed token says it all
+    allowed = allowed_algorithms(settings)
+    algorithms = [alg for alg in settings.jwt_algorithms or DEFAULT_ALGORITHMS if alg in allowed]
+    lines.append(f"  JWT algorithms:  {', '.join(algorithms) or '(none: opaque tokens only)'}")
+    rule = f"role {settings.admin_role!r} in {settings.role_claim!r} or {settings.roles_claim!r}"
+    if settings.admin_scope:
+        rule += f", or scope {settings.admin_scope!r}"
+    lines.append(f"  Admin rule:      {rule}")
+    issuer = settings.jwt_issuer or settings.oidc_issuer
+    if issuer or settings.jwt_audience:
+        wanted = [f"iss {issuer!r}"] if issuer else []
+        wanted += [f"aud {settings.jwt_audience!r}"] if settings.jwt_audience else []
+        lines.append(f"  Tokens must carry {' and '.join(wanted)}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,7 +82,7 @@ class _Api:
             self._settings.jwt_secret,
             sub="dev-admin",
             ttl=_DEV_TOKEN_TTL,
-            issuer=self._settings.jwt_issuer,
+            issuer=self._settings.jwt_issuer or self._settings.oidc_issuer,
             audience=self._settings.jwt_audience,
         )
         return JSONResponse(
@@ -161,8 +161,12 @@ def create_app(
     """The game backend with the admin-stats endpoint at ``/admin/ws`` and a dashboard.
 
     ``dev`` adds ``POST /admin/api/dev-login`` (a token for anyone who asks: never in
-    production); ``simulate`` runs fake player traffic so the numbers move.
+    production) when there is a ``jwt_secret`` to sign it with; ``simulate`` runs fake
+    player traffic so the numbers move.
     """
+    # Without a secret (tokens from an identity provider) a dev login cannot sign
+    # anything, and the dashboard in dev mode would hide its token field.
+    dev = dev and settings.jwt_secret is not None
     # The host's engine (sqlite+aiosqlite, postgresql+asyncpg), shared with AdminStats.
     engine = create_async_engine(async_url(database_url))
     stats = AdminStats(settings, database=engine)

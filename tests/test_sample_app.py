@@ -15,11 +15,13 @@ import httpx2
 import pytest
 
 from asgi_adminstats import SettingsError, mint_token
+from asgi_adminstats.auth import allowed_algorithms
 from asgi_adminstats.db import open_database
 from sample_app import create_app
 from sample_app.__main__ import load_config
 
-from support.loopback import client, recv, recv_type, serve
+from helpers.idp import CLIENT_ID, CLIENT_SECRET, identity_provider
+from support.loopback import client, closed, recv, recv_type, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,3 +201,92 @@ async def test_python_dash_m_sample_app_prints_a_working_token(tmp_path: Path) -
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+# --- with an identity provider: no generated secret, no HS256 -------------------------
+
+_PROVIDERS = {
+    "ADMINSTATS_OIDC_ISSUER": lambda idp: {"ADMINSTATS_OIDC_ISSUER": idp.issuer},
+    "ADMINSTATS_JWKS_URL": lambda idp: {"ADMINSTATS_JWKS_URL": idp.jwks_url},
+    "ADMINSTATS_JWT_PUBLIC_KEY": lambda idp: {"ADMINSTATS_JWT_PUBLIC_KEY": idp.public_pem()},
+    "ADMINSTATS_INTROSPECTION_URL": lambda idp: {
+        "ADMINSTATS_INTROSPECTION_URL": idp.introspection_url,
+        "ADMINSTATS_INTROSPECTION_CLIENT_ID": CLIENT_ID,
+        "ADMINSTATS_INTROSPECTION_CLIENT_SECRET": CLIENT_SECRET,
+    },
+}
+
+
+@pytest.mark.parametrize("variable", list(_PROVIDERS))
+async def test_a_provider_means_no_generated_secret_and_no_hs256(
+    tmp_path: Path, variable: str
+) -> None:
+    """A provider configured: no secret made up, HS* not allowed, even when listed in
+    ADMINSTATS_JWT_ALGORITHMS; a secret given as well: HS256 is allowed again."""
+    async with identity_provider() as idp:
+        provider = _PROVIDERS[variable](idp)
+    algorithms = {"ADMINSTATS_JWT_ALGORITHMS": "HS256,RS256,ES256"}
+    config = load_config("127.0.0.1", 8000, dev=True, environ=_env(tmp_path, **provider))
+    assert config.settings.jwt_secret is None and not config.generated_secret
+    listed = load_config(
+        "127.0.0.1", 8000, dev=False, environ=_env(tmp_path, **provider, **algorithms)
+    )
+    assert not {"HS256", "HS384", "HS512"} & allowed_algorithms(listed.settings)
+    secret = {"ADMINSTATS_JWT_SECRET": "given-secret-" + "g" * 32}
+    given = load_config("127.0.0.1", 8000, dev=False, environ=_env(tmp_path, **provider, **secret))
+    assert given.settings.jwt_secret == secret["ADMINSTATS_JWT_SECRET"]
+    assert "HS256" in allowed_algorithms(given.settings) and not given.generated_secret
+    # Without a secret, --dev has no dev login: the dashboard keeps its token field.
+    for settings, dev_login in ((config.settings, False), (given.settings, True)):
+        app = create_app(settings, database_url=config.database_url, dev=True, simulate=False)
+        paths = {getattr(route, "path", "") for route in app.routes}
+        assert ("/admin/api/dev-login" in paths) is dev_login
+
+
+async def _banner_until(proc: asyncio.subprocess.Process, last: str) -> str:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not lines or last not in lines[-1]:
+        line = (await proc.stdout.readline()).decode()
+        assert line, "".join(lines)  # the process ended before the banner did
+        lines.append(line)
+    return "".join(lines)
+
+
+async def test_python_dash_m_sample_app_with_a_provider_prints_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """``python -m sample_app --dev`` with ADMINSTATS_OIDC_ISSUER: no HS256 token in the
+    banner but where tokens come from and what they must carry; a token from the
+    provider is admitted, an HS256 one is refused."""
+    port = _free_port()
+    async with identity_provider() as idp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADMINSTATS_")}
+        env.update(_env(tmp_path), ADMINSTATS_OIDC_ISSUER=idp.issuer)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sample_app", "--dev", "--no-simulate", "--port", str(port),
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(20):
+                banner = await _banner_until(proc, "No token is printed")
+            assert "Admin token (" not in banner and "generated a random secret" not in banner
+            assert f"OIDC issuer:     {idp.issuer}" in banner
+            assert "JWT algorithms:  RS256, ES256, EdDSA" in banner
+            assert f"Tokens must carry iss '{idp.issuer}'" in banner
+            assert 'no "Dev login"' in banner
+            url, origin = f"ws://127.0.0.1:{port}/admin/ws", f"http://127.0.0.1:{port}"
+            good = idp.mint("RS256", idp.claims("provider-admin"))
+            hs256 = mint_token("any-secret-" + "a" * 32, sub="dev-admin", issuer=idp.issuer)
+            for _ in range(100):  # the banner is printed before uvicorn listens
+                try:
+                    async with client(url, tok=good, origin=origin) as ws:
+                        assert (await recv(ws))["user"] == {"sub": "provider-admin"}
+                        break
+                except OSError:
+                    await asyncio.sleep(0.2)
+            async with client(url, tok=hs256, origin=origin) as ws:
+                assert await closed(ws) == (4401, "unauthorized: invalid token")
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)

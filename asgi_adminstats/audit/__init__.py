@@ -4,6 +4,7 @@ committed actions (and replays them after an outage), and the PostgreSQL trigger
 from ._feed import AuditFeed
 from ._log import AUDIT_FIELDS, MAX_LENGTHS, AuditLog, PendingActions, redact
 from ._trigger import AuditTrigger, audit_trigger_installed, install_audit_trigger
+from ._watcher import AuditWatcher
 
 __all__ = [
     "AUDIT_FIELDS",
@@ -11,6 +12,7 @@ __all__ = [
     "AuditFeed",
     "AuditLog",
     "AuditTrigger",
+    "AuditWatcher",
     "PendingActions",
     "audit_trigger_installed",
     "install_audit_trigger",

@@ -3,7 +3,8 @@
 The bus carries only ids (a PostgreSQL trigger can send them from any writer); every
 instance reads and redacts the row itself. After a bus outage the instance replays what
 it missed from the audit table, the source of truth, and publishes again the ids of its
-own actions that the bus could not take meanwhile.
+own actions that the bus could not take meanwhile. Without the trigger, the producer's
+``AuditWatcher`` publishes the ids of rows that other writers inserted.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections import deque
 from typing import Any
 
 from .. import protocol
-from ..bus import Bus
+from ..bus import Bus, BusStatus
 from ..delivery import Hub
+from ..settings import Settings
 from ..telemetry import get_logger
 from ._log import AuditLog
 from ._trigger import AuditTrigger
+from ._watcher import AuditWatcher
 
 __all__ = ["AuditFeed"]
 
@@ -26,7 +29,15 @@ _REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed 
 
 
 class AuditFeed:
-    def __init__(self, audit: AuditLog, hub: Hub, bus: Bus, *, trigger: AuditTrigger) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        hub: Hub,
+        bus: Bus,
+        *,
+        trigger: AuditTrigger,
+        watch_interval: float = 0.0,
+    ) -> None:
         self._audit = audit
         self.trigger = trigger
         self._hub = hub
@@ -36,6 +47,16 @@ class AuditFeed:
         self.last_id = 0
         self._replay_from: int | None = None
         self._unpublished: deque[int] = deque(maxlen=protocol.REPLAY_LIMIT)
+        #: Runs while this instance is the producer (``Producer``'s ``on_leading``).
+        self.watcher = AuditWatcher(self, audit, watch_interval)
+
+    @classmethod
+    def create(
+        cls, settings: Settings, audit: AuditLog, hub: Hub, bus: Bus, status: BusStatus
+    ) -> AuditFeed:
+        """The feed of the settings' audit table, its trigger and its watcher."""
+        trigger = AuditTrigger(audit.database, settings, bus_engine=status.backend)
+        return cls(audit, hub, bus, trigger=trigger, watch_interval=settings.audit_watch_interval)
 
     async def start(self) -> None:
         """Read where the audit table stands and whether the trigger publishes for us."""
@@ -45,6 +66,15 @@ class AuditFeed:
         except Exception as exc:  # a broken database degrades pushes, it does not stop us
             first = (str(exc).splitlines() or [""])[0]  # SQLAlchemy adds the SQL and a link
             logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, first)
+
+    @property
+    def outage(self) -> bool:
+        """Between ``bus_down`` and the replay of ``bus_up``: the replay covers it."""
+        return self._replay_from is not None
+
+    def pushed(self, action_id: int) -> bool:
+        """Whether this instance pushed ``action_id`` already (among the recent ids)."""
+        return action_id in self._seen
 
     def push(self, data: dict[str, Any], *, replayed: bool = False) -> bool:
         """Push one redacted action unless already pushed; True if it was sent."""
@@ -98,6 +128,10 @@ class AuditFeed:
         if since is None:
             return
         actions = await self._audit.since(since, protocol.REPLAY_LIMIT)
+        if len(actions) >= protocol.REPLAY_LIMIT:
+            # The rest is left to the snapshot's recent actions: the watcher, if any,
+            # resumes after it rather than pushing it as live.
+            self.last_id = max(self.last_id, await self._audit.max_id())
         replayed = [int(a["id"]) for a in actions if self.push(a, replayed=True)]
         if replayed:
             logger.info("replayed %d audit actions missed during the bus outage", len(replayed))

@@ -62,6 +62,10 @@ class AuditLog:
         self._db = open_database(database)
         self._queries = queries
 
+    @property
+    def database(self) -> SqlDatabase:
+        return self._db
+
     async def insert(
         self, action: str, admin: str, target_type: str, target_id: str | int | None = None
     ) -> dict[str, Any]:

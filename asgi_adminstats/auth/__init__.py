@@ -2,6 +2,7 @@
 
 from .errors import AuthError
 from .identity import Identity, is_admin, scopes_of
+from .jwt import allowed_algorithms
 from .sources import TokenOffer, bearer_token, offered_token
 from .verifier import TokenVerifier
 
@@ -10,6 +11,7 @@ __all__ = [
     "Identity",
     "TokenOffer",
     "TokenVerifier",
+    "allowed_algorithms",
     "bearer_token",
     "is_admin",
     "offered_token",

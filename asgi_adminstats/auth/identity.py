@@ -10,7 +10,14 @@ from typing import Any
 from ..settings import Settings
 from .errors import expired, invalid
 
-__all__ = ["MAX_EXP", "MAX_SUBJECT", "Identity", "is_admin", "scopes_of"]
+__all__ = [
+    "MAX_EXP",
+    "MAX_SUBJECT",
+    "Identity",
+    "check_issuer_and_audience",
+    "is_admin",
+    "scopes_of",
+]
 
 #: OIDC Core allows a ``sub`` of up to 255 ASCII characters; the same bound for any text.
 MAX_SUBJECT = 255
@@ -21,10 +28,15 @@ MAX_EXP = 253_402_300_799
 @dataclass(frozen=True)
 class Identity:
     """A verified admin: the subject, when the token expires, and the claims (kept
-    server-side only). Made by :meth:`verified`, the one place claims are checked."""
+    server-side only). Made by :meth:`verified`, the one place claims are checked.
+
+    ``recheck_at``: for an introspected token, when its cached answer ends and an open
+    session asks the authorization server again (None for a JWT: nothing to ask).
+    """
 
     sub: str
     claims: Mapping[str, Any] = field(repr=False)
+    recheck_at: float | None = None
 
     @classmethod
     def verified(cls, claims: Mapping[str, Any], *, now: float | None = None) -> Identity:
@@ -55,6 +67,26 @@ class Identity:
         """When the token expires (None: it does not say); ValueError for an ``exp``
         that :meth:`verified` refuses."""
         return _expiry(self.claims.get("exp"))
+
+
+def check_issuer_and_audience(claims: Mapping[str, Any], settings: Settings) -> None:
+    """The rules for JWTs and introspection answers alike. With an issuer configured
+    (``jwt_issuer``, else ``oidc_issuer``) ``iss`` must equal it exactly; with
+    ``jwt_audience``, ``aud`` (a string, or a list of strings) must be or hold it. A
+    missing claim fails too. Raises 4401 "invalid token" with the category ``issuer``
+    or ``audience`` for the connection log."""
+    issuer = settings.jwt_issuer or settings.oidc_issuer
+    if issuer is not None and claims.get("iss") != issuer:
+        raise invalid("issuer")
+    audience = settings.jwt_audience
+    if audience is None:
+        return
+    aud = claims.get("aud")
+    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        if audience not in aud:
+            raise invalid("audience")
+    elif aud != audience:
+        raise invalid("audience")
 
 
 def _usable_subject(sub: object) -> bool:

@@ -15,7 +15,7 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from ..settings import DEFAULT_ALGORITHMS, KEY_TYPES, Settings
 from ..telemetry import get_logger
 from .errors import expired, invalid, unavailable
-from .identity import Identity
+from .identity import Identity, check_issuer_and_audience
 from .keys import Key, RemoteJWKS, StaticKeys
 
 __all__ = ["JWTVerifier", "allowed_algorithms"]
@@ -59,12 +59,9 @@ class JWTVerifier:
         self._static = StaticKeys(settings)
         self._jwks = jwks
         self._algorithms = allowed_algorithms(settings)
-        issuer = settings.jwt_issuer or settings.oidc_issuer
+        # The registry checks times and claim types; iss and aud are checked by the rule
+        # introspection answers share (check_issuer_and_audience).
         claims: dict[str, Any] = {"exp": {"essential": True}, "sub": {"essential": True}}
-        if issuer is not None:
-            claims["iss"] = {"essential": True, "value": issuer}
-        if settings.jwt_audience is not None:
-            claims["aud"] = {"essential": True, "value": settings.jwt_audience}
         leeway = math.ceil(settings.jwt_leeway)  # joserfc counts whole seconds
         self._registry = jwt.JWTClaimsRegistry(leeway=leeway, **claims)
 
@@ -92,6 +89,7 @@ class JWTVerifier:
             # The error class says why (bad signature, wrong issuer, ...); never the token.
             logger.info("token rejected: %s", type(exc).__name__)
             raise invalid() from None
+        check_issuer_and_audience(decoded.claims, self._settings)
         return Identity.verified(decoded.claims)
 
     async def _key(self, alg: str, kid: str | None) -> Key | None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
@@ -75,6 +75,7 @@ class Producer:
         interval: float,
         grace: float,
         observe_tick: Callable[[float], None],
+        on_leading: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._bus = bus
@@ -85,6 +86,7 @@ class Producer:
         self._interval = interval
         self._grace = grace  # how long a tick in flight may take to finish at shutdown
         self._observe_tick = observe_tick
+        self._on_leading = on_leading  # e.g. the audit watcher runs on the producer only
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.leading = False
@@ -101,6 +103,7 @@ class Producer:
         status: BusStatus,
         hub: Hub,
         observe_tick: Callable[[float], None],
+        on_leading: Callable[[bool], Awaitable[None]] | None = None,
     ) -> Producer:
         """The producer of the settings' cluster; subscribes the presence reports on ``bus``."""
         presence = Presence(settings.instance_name, freshness=settings.stats_interval * 2.5)
@@ -115,6 +118,7 @@ class Producer:
             interval=settings.stats_interval,
             grace=settings.collector_deadline + 1,
             observe_tick=observe_tick,
+            on_leading=on_leading,
         )
 
     def start(self) -> None:
@@ -155,12 +159,12 @@ class Producer:
             # advisory lock would otherwise outlive our listener), and feed our own.
             if self._lease.held:
                 await self._lease.release()
-            self._set_leading(False)
+            await self._set_leading(False)
             await self._deliver(await self._snapshot(local, scope_local=True), publish=False)
             return
         await self._bus.publish_quietly("presence", self._presence.report(local))
         leading = await self._lease.hold()
-        self._set_leading(leading)
+        await self._set_leading(leading)
         if leading:
             data = await self._snapshot(self._presence.total(local), scope_local=False)
             await self._deliver(data, publish=True)
@@ -177,13 +181,15 @@ class Producer:
     def stats_queries(self) -> int:
         return self._engine.queries
 
-    def _set_leading(self, leading: bool) -> None:
+    async def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:
             self.leading = leading
             self.changes += 1
             logger.info(
                 "this instance %s the stats producer", "is now" if leading else "is no longer"
             )
+            if self._on_leading is not None:
+                await self._on_leading(leading)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -194,6 +200,8 @@ class Producer:
             except TimeoutError:
                 logger.warning("the last stats tick did not finish in time; cancelled")
             self._task = None
+        if self.leading and self._on_leading is not None:
+            await self._on_leading(False)
         await self._lease.close()
         self.leading = False
 
@@ -201,7 +209,7 @@ class Producer:
         """At start-up: take part in the lease at once (its connection opens now, not at
         the first takeover), and give this instance's clients a first snapshot."""
         leading = await self._lease.hold() if self._status.up else False
-        self._set_leading(leading)
+        await self._set_leading(leading)
         connections = self._presence.total(len(self._hub))
         await self._deliver(
             await self._snapshot(connections, scope_local=not leading), publish=leading

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from .. import protocol
 from ..admission import PendingBudget
@@ -22,7 +23,7 @@ from ..settings import Settings
 from ..telemetry import Tally, get_logger
 from ._transport import GONE, Transport
 
-__all__ = ["Handshake", "Outcome", "Rejection", "failed", "too_big", "verify"]
+__all__ = ["Admitted", "Handshake", "Outcome", "Rejection", "failed", "too_big", "verify"]
 
 logger = get_logger("asgi_adminstats.session")
 connections = get_logger("asgi_adminstats.connections")
@@ -36,11 +37,31 @@ _SUBJECT_FULL = "try again later: too many connections for this user"
 _PENDING_FULL = "try again later: too many pending connections"
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An authenticated client: who, how its token came, and the token (for the
+    session to re-check an introspected one; never shown)."""
+
+    identity: Identity
+    source: str
+    token: str = field(repr=False)
+
+
 class Handshake:
     """Made for one socket and dropped once it is served: nothing of it stays with an
     idle session."""
 
-    __slots__ = ("_close", "_hub", "_id", "_ip", "_settings", "_tally", "_transport", "_verifier")
+    __slots__ = (
+        "_close",
+        "_hub",
+        "_id",
+        "_ip",
+        "_settings",
+        "_tally",
+        "_token",
+        "_transport",
+        "_verifier",
+    )
 
     def __init__(
         self,
@@ -62,9 +83,10 @@ class Handshake:
         self._tally = tally
         self._id = connection_id
         self._close = close  # the session's: counted, and bounded in time
+        self._token: str | None = None  # the one verified, once read
 
-    async def authenticate(self, pending: PendingBudget | None) -> tuple[Identity, str] | None:
-        """The client's identity and how its token came, or None: refused, or it left."""
+    async def authenticate(self, pending: PendingBudget | None) -> Admitted | None:
+        """The client's identity, token and how it came, or None: refused, or it left."""
         settings = self._settings
         offer = offered_token(
             self._transport.scope, cookie=settings.token_cookie, query=settings.allow_query_token
@@ -75,6 +97,7 @@ class Handshake:
             # Verified at once, in the verifier's bounded time: no slot to wait in, so a
             # full pending budget never keeps out an admin whose token came with the
             # handshake (the browser's subprotocol, a header, a cookie).
+            self._token = offer.token
             outcome = await verify(self._verifier, offer.token, self._id)
         else:
             slot = pending.take(self._ip) if pending is not None else contextlib.nullcontext()
@@ -99,7 +122,8 @@ class Handshake:
             full = Close.of(CloseCode.TRY_AGAIN_LATER, _SUBJECT_FULL)
             await self._reject(full, "capacity", outcome.sub)
             return None
-        return outcome, offer.source or "message"
+        assert self._token is not None  # read before it could be verified
+        return Admitted(outcome, offer.source or "message", self._token)
 
     async def _refuse_pending(self) -> None:
         # Accepted first, like every refusal after the upgrade: a client can tell 1013
@@ -140,6 +164,7 @@ class Handshake:
                 if not isinstance(parsed, protocol.Auth):
                     reason = "unauthorized: expected an auth message"
                     return Close.of(CloseCode.UNAUTHORIZED, reason), "no_token"
+                self._token = parsed.token
                 return await verify(self._verifier, parsed.token, self._id)
         except TimeoutError:
             return Close.of(CloseCode.TIMEOUT, "timeout: no auth message"), "auth_timeout"

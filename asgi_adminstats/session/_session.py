@@ -1,5 +1,5 @@
-"""One admin connection: authentication (``Handshake``), then the reader, heartbeat and
-expiry, while a ``delivery.Writer`` writes what the outbox is given.
+"""One admin connection: authentication (``Handshake``), then the reader, heartbeat,
+expiry and re-check, while a ``delivery.Writer`` writes what the outbox is given.
 
 The session only speaks the protocol; what it sends comes from the hub (stats,
 notifications) and what it needs to know comes in as arguments; its socket is a
@@ -17,13 +17,14 @@ from typing import Any
 
 from .. import protocol
 from ..admission import PendingBudget, TokenBucket
-from ..auth import Identity, TokenVerifier
+from ..auth import TokenVerifier
 from ..delivery import Close, Hub, Writer
 from ..protocol import REPLAY_LIMIT, TOKEN_EXPIRED, CloseCode, ProtocolError
 from ..settings import Settings
 from ..telemetry import Tally, get_logger
+from ._credential import Credential
 from ._deadlines import Expiry, Heartbeat
-from ._handshake import Handshake, too_big, verify
+from ._handshake import Admitted, Handshake, too_big
 from ._transport import GONE, Transport, close_within
 
 __all__ = ["Session"]
@@ -39,7 +40,7 @@ class Session:
     # Slots: thousands of idle sessions; a __dict__ each would be ~1 KiB more apiece.
     __slots__ = (
         "__weakref__",
-        "_exp",
+        "_credential",
         "_expiry",
         "_heartbeat",
         "_hub",
@@ -76,9 +77,8 @@ class Session:
         self._ip = client_ip
         self._replay = replay
         self.id = uuid.uuid4().hex[:16]
-        # Of the verified token only the subject and its expiry are kept, not the claims.
+        # Of a verified token only the subject is kept here, not the claims.
         self.sub: str | None = None
-        self._exp: float | None = None
         self.subscriptions: set[str] = set(settings.default_subscriptions)
         self._writer = Writer(
             transport, settings.notification_queue, tally=tally, name=self.id, gone=GONE
@@ -96,6 +96,10 @@ class Session:
             expire=lambda: self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, TOKEN_EXPIRED)),
         )
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
+        # After the handshake: expiry, refresh, and an introspected token's re-check.
+        self._credential = Credential(
+            verifier, self._expiry, self.outbox, client_ip=client_ip, name=self.id
+        )
 
     async def run(self, pending: PendingBudget | None = None) -> None:
         """Serve the socket to its end; ``pending`` bounds those waiting for an ``auth``
@@ -114,14 +118,14 @@ class Session:
                 close=self._close,
             ).authenticate(pending)
             if admitted is not None:
-                self._identify(admitted[0])
-                await self._serve_authenticated(source=admitted[1])
+                self.sub = admitted.identity.sub
+                await self._serve_authenticated(admitted)
         except GONE:
             logger.debug("connection %s: the client left mid-handshake", self.id)
         finally:
             self._hub.sockets -= 1
 
-    async def _serve_authenticated(self, source: str) -> None:
+    async def _serve_authenticated(self, admitted: Admitted) -> None:
         started = time.monotonic()
         connected = self._connected_message()
         await self._transport.send_first(connected)
@@ -130,9 +134,9 @@ class Session:
         self._tally.sent_bytes["control"] += len(connected.encode())
         self._hub.add(self)
         accepted = "connection accepted: sub=%s client=%s connection=%s token_via=%s"
-        connections.info(accepted, self.sub, self._ip, self.id, source)
+        connections.info(accepted, self.sub, self._ip, self.id, admitted.source)
         try:
-            close = await self._serve()
+            close = await self._serve(admitted)
         finally:
             self._hub.discard(self)
         if close is not None:
@@ -141,11 +145,8 @@ class Session:
         code = close.code if close else "client"
         connections.info(closed, self.sub, self._ip, self.id, code, time.monotonic() - started)
 
-    def _identify(self, identity: Identity) -> None:
-        self.sub, self._exp = identity.sub, identity.exp
-
     def _connected_message(self) -> str:
-        assert self.sub is not None  # set by _identify before a session is served
+        assert self.sub is not None  # set before a session is served
         return protocol.connected(
             connection_id=self.id,
             sub=self.sub,
@@ -157,7 +158,7 @@ class Session:
     def _subscription_list(self) -> list[str]:
         return [name for name in protocol.SUBSCRIPTIONS if name in self.subscriptions]
 
-    async def _serve(self) -> Close | None:
+    async def _serve(self, admitted: Admitted) -> Close | None:
         """Read until the client leaves or a close is asked for (by the heartbeat, the
         token's expiry, an overflowing outbox, a failed write, or shutdown). Writing
         needs no task of its own while nothing waits (see ``Writer._write_now``)."""
@@ -165,13 +166,13 @@ class Session:
         reader = asyncio.create_task(self._read())
         closing = self.outbox.closing()
         self._heartbeat.start()
-        self._expiry.set(self._exp)
+        self._credential.keep(admitted.token, admitted.identity)
         try:
             watched: list[asyncio.Future[Any]] = [reader, closing]
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._heartbeat.stop()
-            self._expiry.stop()
+            self._credential.stop()
             reader.cancel()
             writing = self._writer.stop()  # from here on, frames only queue
             tasks: list[asyncio.Task[Any]] = [reader] if writing is None else [reader, writing]
@@ -242,7 +243,7 @@ class Session:
                     self.outbox.drop_stats()
                 self._confirm_subscriptions()
             case protocol.Auth(token=token):
-                return await self._reauthenticate(token)
+                return await self._credential.refresh(token)
         return None
 
     async def _replay_since(self, since: str) -> None:
@@ -263,19 +264,3 @@ class Session:
     def _confirm_subscriptions(self) -> None:
         reply = protocol.subscribed(subscriptions=self._subscription_list())
         self.outbox.put_control(reply)
-
-    async def _reauthenticate(self, token: str) -> Close | None:
-        """A new token for the same subject extends the session; anything else closes."""
-        outcome = await verify(self._verifier, token, self.id)
-        if isinstance(outcome, tuple):
-            return outcome[0]
-        if outcome.sub != self.sub:
-            connections.info(
-                "token refresh refused: sub=%s client=%s offered another subject",
-                self.sub,
-                self._ip,
-            )
-            return Close.of(CloseCode.UNAUTHORIZED, "unauthorized: token for another subject")
-        self._identify(outcome)
-        self._expiry.set(outcome.exp)
-        return None

@@ -105,6 +105,9 @@ class Settings:
     bus_backoff_initial: float = 0.5
     bus_backoff_max: float = 10.0
     audit_table: str = "audit_log"
+    # Without the PostgreSQL trigger, the producer looks for rows from other writers this
+    # often (bench/audit_watch.py: p99 insert-to-dashboard about one interval); 0: off.
+    audit_watch_interval: float = 0.5
     health_endpoint: bool = True
     metrics_endpoint: bool = True  # <mount>/metrics for Prometheus
     # Require an admin token (Authorization: Bearer) on /health and /metrics, checked
@@ -166,6 +169,11 @@ class Settings:
             "bus_backoff_initial",
             f"({self.bus_backoff_initial:g}) must be > 0 and at most bus_backoff_max "
             f"({self.bus_backoff_max:g})",
+        )
+        _require(
+            self.audit_watch_interval == 0 or 0.05 <= self.audit_watch_interval <= 60,
+            "audit_watch_interval",
+            f"must be 0 (off) or 0.05 to 60 seconds (got {self.audit_watch_interval!r})",
         )
         for name in ("role_claim", "roles_claim", "admin_role", "instance_name"):
             _require(bool(getattr(self, name)), name, "must not be empty")

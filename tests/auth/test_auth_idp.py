@@ -30,7 +30,11 @@ from joserfc.jwk import OctKey, RSAKey
 from asgi_adminstats import AdminStats, CloseCode
 from asgi_adminstats.auth import AuthError, TokenVerifier
 
-from helpers.idp import CLIENT_ID, CLIENT_SECRET, IdentityProvider, identity_provider
+from helpers.idp import (
+    IdentityProvider,
+    identity_provider,
+    token_verifier,
+)
 from support.loopback import SECRET, client, closed, make_settings, recv
 
 UNAUTHORIZED = int(CloseCode.UNAUTHORIZED)
@@ -53,16 +57,6 @@ async def idp() -> AsyncIterator[IdentityProvider]:
 def _jwks(idp: IdentityProvider, **extra: Any) -> dict[str, Any]:
     """Settings overrides for JWKS only: make_settings sets a secret unless told not to."""
     return {"jwt_secret": None, "jwks_url": idp.jwks_url, **extra}
-
-
-def _introspection(idp: IdentityProvider, **extra: Any) -> dict[str, Any]:
-    return {
-        "jwt_secret": None,
-        "introspection_url": idp.introspection_url,
-        "introspection_client_id": CLIENT_ID,
-        "introspection_client_secret": CLIENT_SECRET,
-        **extra,
-    }
 
 
 def _url(addr: str) -> str:
@@ -119,15 +113,6 @@ def _hmac_token(header: dict[str, Any], claims: dict[str, Any], key: bytes) -> s
     signing_input = f"{_b64json(header)}.{_b64json(claims)}"
     signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
-
-
-@contextlib.asynccontextmanager
-async def _verifier(tmp_path: Path, **overrides: Any) -> AsyncIterator[TokenVerifier]:
-    verifier = TokenVerifier(make_settings(tmp_path, **overrides))
-    try:
-        yield verifier
-    finally:
-        await verifier.close()
 
 
 async def _outcome(verifier: TokenVerifier, tok: str) -> tuple[int, str] | str:
@@ -400,7 +385,7 @@ async def test_concurrent_first_use_fetches_the_jwks_once(
 ) -> None:
     """A cold server hit by many tokens at once (a restart under load, or a flood at
     start-up) must not send the provider one JWKS request per token."""
-    async with _verifier(tmp_path, **_jwks(idp, jwks_refetch_interval=5)) as verifier:
+    async with token_verifier(tmp_path, **_jwks(idp, jwks_refetch_interval=5)) as verifier:
         toks = [idp.mint("RS256", idp.claims(), kid=f"bogus-{i}") for i in range(50)]
         outcomes = await asyncio.gather(*(_outcome(verifier, tok) for tok in toks))
         assert set(outcomes) == {INVALID}
@@ -450,7 +435,7 @@ async def test_jwks_outage_is_not_hammered(tmp_path: Path, idp: IdentityProvider
     """The rate limit that protects the provider from bogus kids should also hold while
     it is down, when it needs protecting most."""
     idp.down = True
-    async with _verifier(tmp_path, **_jwks(idp, jwks_refetch_interval=5)) as verifier:
+    async with token_verifier(tmp_path, **_jwks(idp, jwks_refetch_interval=5)) as verifier:
         for _ in range(20):
             assert await _outcome(verifier, idp.mint("RS256", idp.claims())) == UNAVAILABLE
     assert idp.requests["jwks"] <= 2
@@ -466,7 +451,7 @@ def _admin(sub: str = "ops", ttl: float = 600, **extra: Any) -> dict[str, Any]:
 async def test_introspection_admits_an_active_admin_token(
     start: Any, idp: IdentityProvider
 ) -> None:
-    _, addr = await start(**_introspection(idp))
+    _, addr = await start(**idp.introspection_settings())
     hello = await _connected(addr, idp.opaque(_admin("ops")))
     assert hello["user"] == {"sub": "ops"}
     assert idp.requests == {"introspect": 1}
@@ -474,7 +459,7 @@ async def test_introspection_admits_an_active_admin_token(
 
 
 async def test_inactive_token_is_refused(start: Any, idp: IdentityProvider) -> None:
-    _, addr = await start(**_introspection(idp))
+    _, addr = await start(**idp.introspection_settings())
     assert await _close_of(addr, "never-issued-by-this-provider") == INVALID
     # Two dots but no JWT verifier configured: it is introspected too, and inactive.
     assert await _close_of(addr, "looks.like.jwt") == INVALID
@@ -487,7 +472,7 @@ async def test_introspection_down_fails_closed_then_recovers(
 ) -> None:
     """An outage admits nobody, says so (not "invalid token": the token may be fine),
     caches nothing, and the next attempt after recovery is admitted."""
-    _, addr = await start(**_introspection(idp))
+    _, addr = await start(**idp.introspection_settings())
     tok = idp.opaque(_admin("good"))
     idp.down = True
     assert await _close_of(addr, tok) == UNAVAILABLE
@@ -499,13 +484,13 @@ async def test_introspection_down_fails_closed_then_recovers(
 async def test_wrong_client_secret_fails_closed(start: Any, idp: IdentityProvider) -> None:
     """The provider refuses our client (401): that is our misconfiguration, never a
     reason to let the token through."""
-    _, addr = await start(**_introspection(idp, introspection_client_secret="wrong-" * 4))
+    _, addr = await start(**idp.introspection_settings(introspection_client_secret="wrong-" * 4))
     assert await _close_of(addr, idp.opaque(_admin())) == UNAVAILABLE
     assert idp.rejected_clients == 1
 
 
 async def test_active_answer_is_cached(start: Any, idp: IdentityProvider) -> None:
-    _, addr = await start(**_introspection(idp, introspection_cache_ttl=60))
+    _, addr = await start(**idp.introspection_settings(introspection_cache_ttl=60))
     tok = idp.opaque(_admin("ops"))
     for _ in range(3):
         await _connected(addr, tok)
@@ -525,7 +510,7 @@ async def test_cached_answer_never_outlives_the_token(
     ``exp``) and is refused, as inactive by an honest provider, and as expired by the
     verifier's own ``exp`` check when a lax provider still says active."""
     idp.honour_expiry = honour_expiry
-    _, addr = await start(**_introspection(idp, introspection_cache_ttl=3600))
+    _, addr = await start(**idp.introspection_settings(introspection_cache_ttl=3600))
     exp = int(time.time()) + 2
     tok = idp.opaque({"sub": "ops", "role": "admin", "exp": exp})
     async with client(_url(addr), tok=tok) as ws:
@@ -547,7 +532,7 @@ async def test_admin_scope(
 ) -> None:
     """``admin_scope`` grants access to a token whose space-separated ``scope`` holds
     it exactly (no role needed); a token without it is valid but not an admin: 4403."""
-    _, addr = await start(**_introspection(idp, admin_scope="admin:stats"))
+    _, addr = await start(**idp.introspection_settings(admin_scope="admin:stats"))
     tok = idp.opaque({"sub": "svc", "exp": int(time.time()) + 600, "scope": scope})
     if expected is None:
         assert (await _connected(addr, tok))["user"] == {"sub": "svc"}
@@ -559,7 +544,7 @@ async def test_admin_scope(
 async def test_jwts_and_opaque_tokens_side_by_side(start: Any, idp: IdentityProvider) -> None:
     """With a JWKS and introspection both configured, a JWT is verified locally (no
     introspection request) and an opaque token is introspected."""
-    _, addr = await start(**{**_jwks(idp), **_introspection(idp)})
+    _, addr = await start(**{**_jwks(idp), **idp.introspection_settings()})
     await _connected(addr, idp.mint("ES256", idp.claims("jwt-user")))
     assert idp.requests == {"jwks": 1}
     await _connected(addr, idp.opaque(_admin("opaque-user")))

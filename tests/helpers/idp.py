@@ -8,8 +8,8 @@ test goes through its real HTTP clients (httpx2, authlib) and real signature che
 What tests need beyond a normal provider: request counters per endpoint (to prove the
 JWKS refetch is rate-limited and introspection is cached), :meth:`IdentityProvider.rotate`
 (key rotation without a restart), ``down`` (an outage) and ``honour_expiry`` (a lax
-provider that still calls an expired opaque token active), and ``jwks_body`` (a hostile
-or broken provider streaming a JWKS body of its choosing).
+provider that still calls an expired opaque token active), ``jwks_body`` (a hostile
+or broken provider streaming a JWKS body of its choosing), :meth:`revoke` and :meth:`update`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from types import EllipsisType
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -33,9 +34,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from support.loopback import serve
+from asgi_adminstats.auth import TokenVerifier
 
-__all__ = ["ALGORITHMS", "AsymmetricKey", "IdentityProvider", "identity_provider"]
+from support.loopback import make_settings, serve
+
+__all__ = [
+    "ALGORITHMS",
+    "AsymmetricKey",
+    "IdentityProvider",
+    "identity_provider",
+    "token_verifier",
+]
 
 AsymmetricKey = RSAKey | ECKey | OKPKey
 
@@ -118,6 +127,16 @@ class IdentityProvider:
     def introspection_url(self) -> str:
         return f"{self.base_url}/introspect"
 
+    def introspection_settings(self, **extra: Any) -> dict[str, Any]:
+        """Settings overrides for introspection only (make_settings sets a secret)."""
+        return {
+            "jwt_secret": None,
+            "introspection_url": self.introspection_url,
+            "introspection_client_id": CLIENT_ID,
+            "introspection_client_secret": CLIENT_SECRET,
+            **extra,
+        }
+
     # --- controls --------------------------------------------------------------------
 
     def rotate(self) -> dict[str, AsymmetricKey]:
@@ -179,11 +198,21 @@ class IdentityProvider:
 
     def opaque(self, claims: Mapping[str, Any]) -> str:
         """An opaque access token (no dots: it never looks like a JWT) that the
-        introspection endpoint knows."""
+        introspection endpoint knows. Its answer holds ``claims`` over ``active``,
+        ``iss`` and ``client_id`` ("console", the client it was issued to); a claim
+        given as None is left out."""
         token = secrets.token_urlsafe(32)
         assert "." not in token
         self._opaque[token] = dict(claims)
         return token
+
+    def revoke(self, token: str) -> None:
+        """What RFC 7009 revocation does: from now on introspection calls it inactive."""
+        del self._opaque[token]
+
+    def update(self, token: str, **claims: Any) -> None:
+        """Change what introspection answers for a token (a role taken away, ...)."""
+        self._opaque[token].update(claims)
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -251,15 +280,9 @@ class IdentityProvider:
         exp = claims.get("exp")
         if self.honour_expiry and isinstance(exp, int | float) and exp <= time.time():
             return JSONResponse({"active": False})  # RFC 7662 §2.2: expired is inactive
-        return JSONResponse(
-            {
-                "active": True,
-                "iss": self.issuer,
-                "client_id": self.client_id,
-                "token_type": "Bearer",
-                **claims,
-            }
-        )
+        answer = {"active": True, "iss": self.issuer, "client_id": "console", **claims}
+        # A claim given as None is left out: an answer without iss, or without client_id.
+        return JSONResponse({name: value for name, value in answer.items() if value is not None})
 
     def _client_authenticated(self, authorization: str) -> bool:
         """HTTP Basic with the form-encoded client id and secret (RFC 6749 §2.3.1)."""
@@ -285,3 +308,13 @@ async def identity_provider(**kwargs: Any) -> AsyncIterator[IdentityProvider]:
     async with serve(idp.app) as address:
         idp._base_url = f"http://{address}"
         yield idp
+
+
+@contextlib.asynccontextmanager
+async def token_verifier(tmp_path: Path, **overrides: Any) -> AsyncIterator[TokenVerifier]:
+    """A ``TokenVerifier`` on the test settings with ``overrides``, closed at the end."""
+    verifier = TokenVerifier(make_settings(tmp_path, **overrides))
+    try:
+        yield verifier
+    finally:
+        await verifier.close()
