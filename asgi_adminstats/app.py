@@ -139,7 +139,7 @@ class AdminStats:
             "adminstats started (instance %s, bus %s, audit pushes %s, allowed origins %s)",
             self.settings.instance_name,
             self.bus_status.backend,
-            "by database trigger" if self.feed.trigger.pushes else "by record_action",
+            self.feed.pushed_by,
             ", ".join(self.settings.allowed_origins) or _NO_ORIGINS,
         )
 
@@ -238,8 +238,8 @@ class AdminStats:
     async def install_audit_trigger(self) -> None:
         """Install the PostgreSQL audit trigger (idempotent; ``adminstats init-db`` does too).
 
-        From then on rows inserted by any writer are pushed; ``record_action`` stops
-        publishing itself, since the trigger does it on commit.
+        Rows from any writer are then pushed: by its NOTIFY on a bus on the same database
+        (``record_action`` stops publishing), else through the producer's listener.
         """
         await self.feed.trigger.install()
 

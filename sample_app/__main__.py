@@ -94,6 +94,9 @@ def load_config(
         overrides["jwt_secret"] = secrets.token_urlsafe(32)
     if "ADMINSTATS_ALLOWED_ORIGINS" not in env:
         overrides["allowed_origins"] = default_origins(host, port)
+    if dialect == "postgresql" and "ADMINSTATS_INSTALL_AUDIT_TRIGGER" not in env:
+        # Rows from psql or another service reach the dashboard on commit, on any bus.
+        overrides["install_audit_trigger"] = True
     try:
         settings = Settings.from_env(env, **overrides)
     except SettingsError as exc:

@@ -26,6 +26,10 @@ __all__ = ["AuditFeed"]
 logger = get_logger("asgi_adminstats.audit")
 
 _REMEMBER = 2048  # ids already pushed, for de-duplication of live and replayed copies
+# How far below the highest id pushed a replay looks again: ids another writer committed
+# before a record_action id above them may not have been published yet.
+_LOOK_BACK = 200
+_REPLAY_PAGES = 10  # a replay reads at most this many pages of REPLAY_LIMIT rows
 
 
 class AuditFeed:
@@ -44,7 +48,9 @@ class AuditFeed:
         self._bus = bus
         self._order: deque[int] = deque()
         self._seen: set[int] = set()
+        self._local_only: set[int] = set()  # replayed here, not known to be on the bus
         self.last_id = 0
+        self.start_id = 0  # the table's highest id at start: older rows are history
         self._replay_from: int | None = None
         self._unpublished: deque[int] = deque(maxlen=protocol.REPLAY_LIMIT)
         #: Runs while this instance is the producer (``Producer``'s ``on_leading``).
@@ -59,13 +65,24 @@ class AuditFeed:
         return cls(audit, hub, bus, trigger=trigger, watch_interval=settings.audit_watch_interval)
 
     async def start(self) -> None:
-        """Read where the audit table stands and whether the trigger publishes for us."""
+        """Read where the audit table stands and whether the trigger is (or gets) installed."""
         try:
-            self.last_id = await self._audit.max_id()
-            await self.trigger.detect()
+            self.last_id = self.start_id = await self._audit.max_id()
+            await self.trigger.start()  # installs it if the settings ask
         except Exception as exc:  # a broken database degrades pushes, it does not stop us
             first = (str(exc).splitlines() or [""])[0]  # SQLAlchemy adds the SQL and a link
             logger.warning("reading the audit table failed: %s: %s", type(exc).__name__, first)
+
+    @property
+    def pushed_by(self) -> str:
+        """Who pushes rows from other writers (for the start-up line)."""
+        if self.trigger.pushes:
+            return "by database trigger"
+        if self.trigger.listens:
+            return "by the producer's trigger listener and record_action"
+        if self.watcher.interval > 0:
+            return "by the producer's audit-table watcher and record_action"
+        return "by record_action only"
 
     @property
     def outage(self) -> bool:
@@ -73,8 +90,10 @@ class AuditFeed:
         return self._replay_from is not None
 
     def pushed(self, action_id: int) -> bool:
-        """Whether this instance pushed ``action_id`` already (among the recent ids)."""
-        return action_id in self._seen
+        """Whether ``action_id`` went out already: pushed here and known to be on the bus
+        (a replay pushes to this instance's clients only; the others replay on their own,
+        at another moment, so the producer publishes what it replayed again)."""
+        return action_id in self._seen and action_id not in self._local_only
 
     def push(self, data: dict[str, Any], *, replayed: bool = False) -> bool:
         """Push one redacted action unless already pushed; True if it was sent."""
@@ -92,6 +111,7 @@ class AuditFeed:
         cannot take now is published again when it is back (``bus_up``).
         """
         self.push(data)
+        self._local_only.discard(int(data["id"]))
         if not self.trigger.pushes and not await self._bus.publish_quietly("audit", data["id"]):
             self._unpublished.append(int(data["id"]))
 
@@ -102,6 +122,7 @@ class AuditFeed:
         except ValueError:
             logger.warning("ignored a malformed audit id on the bus")
             return
+        self._local_only.discard(action_id)
         if action_id in self._seen:
             return
         data = await self._audit.get(action_id)
@@ -111,7 +132,9 @@ class AuditFeed:
     async def bus_down(self) -> None:
         """Note where to replay from (a coroutine: the healing backend awaits callbacks)."""
         if self._replay_from is None:
-            self._replay_from = self.last_id
+            # Below the highest id pushed: rows another writer committed before a
+            # record_action id may still be unpublished (pushed ones are skipped).
+            self._replay_from = max(self.start_id, self.last_id - _LOOK_BACK)
 
     async def bus_up(self) -> None:
         """The bus is back: replay what it missed, then publish the ids it could not take."""
@@ -127,12 +150,20 @@ class AuditFeed:
         since, self._replay_from = self._replay_from, None
         if since is None:
             return
-        actions = await self._audit.since(since, protocol.REPLAY_LIMIT)
+        actions: list[dict[str, Any]] = []
+        for _ in range(_REPLAY_PAGES):
+            page = await self._audit.since(since, protocol.REPLAY_LIMIT)
+            actions += [a for a in page if int(a["id"]) not in self._seen]
+            if len(page) < protocol.REPLAY_LIMIT or len(actions) >= protocol.REPLAY_LIMIT:
+                break
+            since = int(page[-1]["id"])
         if len(actions) >= protocol.REPLAY_LIMIT:
             # The rest is left to the snapshot's recent actions: the watcher, if any,
             # resumes after it rather than pushing it as live.
+            actions = actions[: protocol.REPLAY_LIMIT]
             self.last_id = max(self.last_id, await self._audit.max_id())
         replayed = [int(a["id"]) for a in actions if self.push(a, replayed=True)]
+        self._local_only.update(replayed)
         if replayed:
             logger.info("replayed %d audit actions missed during the bus outage", len(replayed))
 
@@ -140,5 +171,7 @@ class AuditFeed:
         self._seen.add(action_id)
         self._order.append(action_id)
         if len(self._order) > _REMEMBER:
-            self._seen.discard(self._order.popleft())
+            forgotten = self._order.popleft()
+            self._seen.discard(forgotten)
+            self._local_only.discard(forgotten)
         self.last_id = max(self.last_id, action_id)

@@ -9,8 +9,11 @@ from sqlalchemy.engine import make_url
 
 from ..db import HostDatabase, SqlDatabase, is_postgres, open_database, statement
 from ..settings import Settings
+from ..telemetry import get_logger
 
 __all__ = ["AuditTrigger", "audit_trigger_installed", "install_audit_trigger"]
+
+logger = get_logger("asgi_adminstats.audit")
 
 
 def _trigger_ddl(prefix: str, table: str) -> tuple[str, ...]:
@@ -64,36 +67,81 @@ async def audit_trigger_installed(
 
 
 class AuditTrigger:
-    """Whether the trigger publishes this instance's actions, so ``record_action`` need not.
+    """Whether the trigger is in place, and who sends its notifications to the dashboards.
 
-    Only when it is installed and the bus listens on the same PostgreSQL database: its
-    NOTIFY reaches no other bus.
+    Installed and the bus on the same PostgreSQL database: its NOTIFY is the bus message
+    (``pushes``), so ``record_action`` need not publish. Installed with another bus
+    (Redis, memory, another database): the producer listens on the database and
+    forwards each id on the bus (``listens``; ``AuditWatcher``).
     """
 
     def __init__(
         self, database: HostDatabase | SqlDatabase, settings: Settings, *, bus_engine: str
     ) -> None:
         self._database = open_database(database)
+        self.settings = settings
         self._prefix = settings.channel_prefix
         self._table = settings.audit_table
         self._bus_url = settings.broadcast_url
         self._bus_engine = bus_engine
-        self._pushes = False
+        self.installed = False
 
     @property
     def pushes(self) -> bool:
         """True once the trigger is known to publish every insert on this instance's bus."""
-        return self._pushes
+        return self.installed and self._bus_shares_database()
+
+    @property
+    def listens(self) -> bool:
+        """Installed, but its NOTIFY reaches no bus: the producer must listen for it."""
+        return self.installed and not self._bus_shares_database()
+
+    @property
+    def channel(self) -> str:
+        return f"{self._prefix}_audit"
+
+    @property
+    def dsn(self) -> str:
+        """The database's URL for a LISTEN connection (asyncpg's form, with the password)."""
+        url = self._database.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    async def start(self) -> None:
+        """At start-up: install the trigger if the settings ask, else see if it is there."""
+        if self.settings.install_audit_trigger and is_postgres(self._database):
+            await self._install_or_warn()
+        await self.detect()
 
     async def detect(self) -> None:
-        """At start-up: is the trigger already in place (``adminstats init-db``)?"""
-        self._pushes = self._bus_shares_database() and await audit_trigger_installed(
+        """Is the trigger already in place (``adminstats init-db``)?"""
+        self.installed = await audit_trigger_installed(
             self._database, prefix=self._prefix, table=self._table
         )
 
     async def install(self) -> None:
         await install_audit_trigger(self._database, prefix=self._prefix, table=self._table)
-        self._pushes = self._bus_shares_database()
+        self.installed = True
+
+    async def _install_or_warn(self) -> None:
+        if await audit_trigger_installed(self._database, prefix=self._prefix, table=self._table):
+            return  # instances starting together would otherwise replace it in turn
+        try:
+            await self.install()
+        except Exception as exc:
+            if not _denied(exc):
+                raise  # the feed warns (no audit table, database down)
+            logger.warning(
+                "install_audit_trigger: the database role may not create the audit trigger "
+                "(%s); rows from other writers are polled every %g s instead. Run once, "
+                "as the table's owner: adminstats init-db --database-url <url> "
+                "--prefix %s --table %s",
+                (str(exc).splitlines() or [""])[0],
+                self.settings.audit_watch_interval,
+                self._prefix,
+                self._table,
+            )
+        else:
+            logger.info("installed the audit trigger %s_audit_notify", self._prefix)
 
     def _bus_shares_database(self) -> bool:
         if not is_postgres(self._database) or self._bus_engine != "postgresql":
@@ -101,3 +149,14 @@ class AuditTrigger:
         bus = make_url(self._bus_url)
         db = self._database.url
         return (bus.host, bus.port, bus.database) == (db.host, db.port, db.database)
+
+
+def _denied(exc: BaseException | None) -> bool:
+    """A PostgreSQL permission error (SQLSTATE 42501), as asyncpg or SQLAlchemy raise it."""
+    for _ in range(5):  # SQLAlchemy wraps the driver's error (``orig``, ``__cause__``)
+        if exc is None:
+            return False
+        if getattr(exc, "sqlstate", None) == "42501" or getattr(exc, "pgcode", None) == "42501":
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    return False

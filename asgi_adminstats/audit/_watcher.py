@@ -3,7 +3,9 @@
 The producer alone (so the cost does not grow with instances or clients) asks the audit
 table every ``audit_watch_interval`` for ids above the last one it saw, one indexed range
 query, and publishes each new one as ``record_action`` does: every instance's feed reads,
-redacts and pushes it once. Off while the PostgreSQL trigger publishes every insert.
+redacts and pushes it once. Off while the PostgreSQL trigger publishes every insert
+on the bus; while the producer's ``TriggerListener`` forwards the trigger's notifications
+(another bus), it polls only when that is down and once after each (re)connection.
 
 Ids may commit out of order (MySQL: a transaction holding id 10 commits after id 11).
 An id skipped below the high-water mark is remembered as a gap for ``_GAP_SECONDS``
@@ -26,6 +28,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..telemetry import get_logger
+from ._listener import TriggerListener
 from ._log import AuditLog
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ class AuditWatcher:
         self._failing = False
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: On the producer while the trigger is installed and the bus is elsewhere.
+        self.listener: TriggerListener | None = None
         self.queries = 0
         self.published = 0
 
@@ -63,9 +68,12 @@ class AuditWatcher:
 
     async def lead(self, leading: bool) -> None:
         """This instance became (or stopped being) the producer: watch, or stop watching."""
+        if leading:
+            self._listen()
         if leading and self._task is None and self.interval > 0:
-            # A takeover starts where this feed stands: ids it pushed are in its seen set.
-            self._cursor = self._feed.last_id
+            # A takeover looks below where this feed stands: the old producer may not
+            # have published rows under a record_action id this feed already pushed.
+            self._cursor = max(self._feed.start_id, self._feed.last_id - _WINDOW)
             self._gaps.clear()
             self._failures.clear()
             self._stopping = asyncio.Event()
@@ -78,6 +86,10 @@ class AuditWatcher:
                 await asyncio.wait_for(task, 5.0)
             except TimeoutError:
                 logger.warning("the audit watcher's last query did not finish in time")
+        if not leading and self.listener is not None:
+            # After the watch task: it starts a missing listener while it runs.
+            listener, self.listener = self.listener, None
+            await listener.stop()
 
     async def _watch(self) -> None:
         next_at = time.monotonic() + self.interval
@@ -89,8 +101,29 @@ class AuditWatcher:
             next_at = max(next_at + self.interval, time.monotonic())
             if self._feed.outage:
                 self._resync = True  # the feed replays the outage when the bus is back
-            elif not self._feed.trigger.pushes:
+            elif self._feed.trigger.pushes:
+                pass
+            elif self._listener_covers():
+                self._resync = True  # resume after what it forwarded, if it goes down
+            else:
                 await self.poll()
+            if not self._stopping.is_set():
+                self._listen()  # the trigger may be installed since (install_audit_trigger)
+
+    def _listen(self) -> None:
+        if self.listener is None and self._feed.trigger.listens:
+            self.listener = TriggerListener(self._feed, self._audit)
+            self.listener.start()
+
+    def _listener_covers(self) -> bool:
+        """Whether the listener forwards every insert now (no poll needed)."""
+        listener = self.listener
+        if listener is None or not listener.healthy:
+            return False
+        if listener.catch_up:
+            listener.catch_up = False
+            return False  # one poll: rows committed before its LISTEN began
+        return True
 
     async def poll(self) -> int:
         """One look at the audit table; the number of ids published. Never raises."""
@@ -117,7 +150,9 @@ class AuditWatcher:
     async def _poll(self) -> int:
         if self._resync:
             self._resync = False
-            self._cursor = max(self._cursor, self._feed.last_id)
+            # Not past what it has not read itself: the replay pushed rows to this
+            # instance's clients only (``pushed`` is False for them: they go out again).
+            self._cursor = max(self._cursor, self._feed.start_id, self._feed.last_id - _WINDOW)
             self._gaps.clear()
         published = 0
         low = min(self._gaps) - 1 if self._gaps else self._cursor

@@ -3,7 +3,14 @@ that heal (memory, Redis, PostgreSQL; drivers imported lazily), the producer lea
 the stats producer with the cluster-wide connection count."""
 
 from ._bus import PAYLOAD_LIMITS, Bus, PayloadTooLarge
-from ._engines import BusStatus, HealingBackend, create_broadcast, engine_of, masked_url
+from ._engines import (
+    BusStatus,
+    HealingBackend,
+    create_broadcast,
+    create_listener,
+    engine_of,
+    masked_url,
+)
 from ._lease import Lease, LocalLease, PostgresLease, RedisLease, create_lease
 from ._producer import Presence, Producer
 
@@ -21,6 +28,7 @@ __all__ = [
     "RedisLease",
     "create_broadcast",
     "create_lease",
+    "create_listener",
     "engine_of",
     "masked_url",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from broadcaster import Broadcast
@@ -13,6 +14,7 @@ __all__ = [
     "BusStatus",
     "HealingBackend",
     "create_broadcast",
+    "create_listener",
     "engine_of",
     "masked_url",
 ]
@@ -41,7 +43,7 @@ def create_broadcast(settings: Settings) -> tuple[Broadcast, BusStatus, HealingB
     status = BusStatus(engine)
     if engine == "memory":
         return Broadcast(url), status, None
-    options = {
+    options: dict[str, Any] = {
         "status": status,
         "backoff_initial": settings.bus_backoff_initial,
         "backoff_max": settings.bus_backoff_max,
@@ -68,3 +70,18 @@ def create_broadcast(settings: Settings) -> tuple[Broadcast, BusStatus, HealingB
             "broadcast_url",
         ) from None
     return Broadcast(backend=backend), status, backend
+
+
+def create_listener(dsn: str, settings: Settings, *, name: str) -> HealingBackend:
+    """A PostgreSQL LISTEN connection that heals, publishing nothing (no pool): its
+    ``status.backend`` is ``name`` in the logs. Subscribe after ``connect``."""
+    from ._postgres import PostgresBackend
+
+    return PostgresBackend(
+        dsn,
+        application_name=f"{settings.channel_prefix}-{name}:{settings.instance_name}"[:63],
+        publishing=False,
+        status=BusStatus(name),
+        backoff_initial=settings.bus_backoff_initial,
+        backoff_max=settings.bus_backoff_max,
+    )

@@ -21,8 +21,11 @@ def asyncpg_dsn(url: str) -> str:
 
 
 class PostgresBackend(HealingBackend):
-    def __init__(self, url: str, *, application_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self, url: str, *, application_name: str, publishing: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self._publishing = publishing  # False: a listener only, no pool to publish with
         self._dsn = asyncpg_dsn(url)
         self._application_name = application_name
         self._listener: asyncpg.Connection | None = None
@@ -32,7 +35,7 @@ class PostgresBackend(HealingBackend):
         self._pool: asyncpg.Pool | None = None
 
     async def _open(self) -> None:
-        if self._pool is None:
+        if self._pool is None and self._publishing:
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=2, timeout=_TIMEOUT
             )

@@ -108,6 +108,8 @@ class Settings:
     # Without the PostgreSQL trigger, the producer looks for rows from other writers this
     # often (bench/audit_watch.py: p99 insert-to-dashboard about one interval); 0: off.
     audit_watch_interval: float = 0.5
+    # On PostgreSQL, install the audit trigger at start-up (as ``adminstats init-db`` does).
+    install_audit_trigger: bool = False
     health_endpoint: bool = True
     metrics_endpoint: bool = True  # <mount>/metrics for Prometheus
     # Require an admin token (Authorization: Bearer) on /health and /metrics, checked
@@ -174,6 +176,11 @@ class Settings:
             self.audit_watch_interval == 0 or 0.05 <= self.audit_watch_interval <= 60,
             "audit_watch_interval",
             f"must be 0 (off) or 0.05 to 60 seconds (got {self.audit_watch_interval!r})",
+        )
+        _require(
+            isinstance(self.install_audit_trigger, bool),
+            "install_audit_trigger",
+            f"must be true or false (got {self.install_audit_trigger!r})",
         )
         for name in ("role_claim", "roles_claim", "admin_role", "instance_name"):
             _require(bool(getattr(self, name)), name, "must not be empty")
