@@ -1,20 +1,24 @@
-"""The audit watcher on SQLite: a writer in another process -> a dashboard client.
+"""The audit watcher on SQLite or MySQL: a writer in another process -> a dashboard client.
 
     python bench/audit_watch.py [--intervals 0.25 0.5 1.0] [--rate 20] [--seconds 20]
+        [--databases sqlite mysql]
     python bench/audit_watch.py --smoke     # a few seconds: behaviour only, no numbers kept
 
-One AdminStats under uvicorn (memory bus, SQLite file, no PostgreSQL trigger) with a
-WebSocket client connected. A writer process inserts into ``audit_log`` at a steady mean
-rate (Poisson arrivals, one commit per row, as scripts or the sqlite3 shell would) and
-prints each id with its commit time on CLOCK_MONOTONIC (``time.monotonic``, system-wide
-on Linux, so both processes read the same clock). Per ``audit_watch_interval``:
+One AdminStats under uvicorn (memory bus, no PostgreSQL trigger; a SQLite file, or a new
+database on the MariaDB/MySQL server at ADMINSTATS_TEST_MYSQL_URL, default
+mysql://root@127.0.0.1:3306/test, reached through a SQLAlchemy engine on aiomysql) with
+a WebSocket client connected. A writer process inserts into ``audit_log`` at a steady
+mean rate (Poisson arrivals, one commit per row, as scripts, the sqlite3 shell or the
+mysql client would) and prints each id with its commit time on CLOCK_MONOTONIC
+(``time.monotonic``, system-wide on Linux, so both processes read the same clock). Per
+database and ``audit_watch_interval``:
 
 - insert-to-dashboard latency (commit -> ``audit_action`` received): median, p99, worst;
 - the watcher's queries per second (every poll, found rows or not);
 - that each row arrived exactly once.
 
 Also the cost of one poll that finds nothing, ``AuditLog.since`` (full rows) against an
-id-only query, on the same file. Results: bench/results/audit_watch.json and .md.
+id-only query, on the same database. Results: bench/results/audit_watch.json and .md.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +44,34 @@ from asgi_adminstats.db import open_database, statement  # noqa: E402
 
 from support.demo_db import prepare_database  # noqa: E402
 from support.loopback import client, make_settings, recv, serve, starlette_host, token  # noqa: E402
+from support.services import fresh_mysql_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
 _WRITER = """
-import datetime, random, sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=10)
+import datetime, random, sys, time
+if sys.argv[1].startswith("mysql"):
+    from urllib.parse import urlsplit
+    import pymysql
+    url = urlsplit(sys.argv[1])
+    db = pymysql.connect(host=url.hostname, port=url.port or 3306, user=url.username,
+                         password=url.password or "", database=url.path.lstrip("/"))
+    sql = "INSERT INTO audit_log (action, admin, target_type, target_id, created_at)"
+    sql += " VALUES ('EXTERNAL_EDIT', 'bench-writer', 'PLAYER', %s, %s)"
+else:
+    import sqlite3
+    db = sqlite3.connect(sys.argv[1].removeprefix("sqlite:///"), timeout=10)
+    sql = "INSERT INTO audit_log (action, admin, target_type, target_id, created_at)"
+    sql += " VALUES ('EXTERNAL_EDIT', 'bench-writer', 'PLAYER', ?, ?)"
 rate, seconds = float(sys.argv[2]), float(sys.argv[3])
 arrivals = random.Random(1)  # Poisson arrivals: a fixed period would lock to the polls' phase
 at = time.monotonic()
+cursor = db.cursor()
 for i in range(int(rate * seconds)):
     at += arrivals.expovariate(rate)
     time.sleep(max(0.0, at - time.monotonic()))
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    cursor = db.execute(
-        "INSERT INTO audit_log (action, admin, target_type, target_id, created_at)"
-        " VALUES ('EXTERNAL_EDIT', 'bench-writer', 'PLAYER', ?, ?)",
-        (str(i), now.isoformat(" ")),
-    )
+    cursor.execute(sql, (str(i), now.isoformat(" ")))
     db.commit()
     print(cursor.lastrowid, time.monotonic(), flush=True)
 """
@@ -71,12 +87,29 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def measure(interval: float, rate: float, seconds: float) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def database_url(database: str, tmp: Path) -> AsyncIterator[str]:
+    """A new, empty ``sqlite`` file or ``mysql`` database; the latter dropped afterwards."""
+    if database == "mysql":
+        async with fresh_mysql_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp / 'stats.db'}"
+
+
+async def measure(database: str, interval: float, rate: float, seconds: float) -> dict[str, Any]:
+    async with database_url(database, Path(tempfile.mkdtemp())) as url:
+        row = await _measure(url, interval, rate, seconds)
+    return {"database": database, **row}
+
+
+async def _measure(url: str, interval: float, rate: float, seconds: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp())
-    settings = make_settings(tmp, audit_watch_interval=interval, instance_name="bench-watch")
+    settings = make_settings(
+        tmp, database_url=url, audit_watch_interval=interval, instance_name="bench-watch"
+    )
     await prepare_database(settings.database_url)
     stats = AdminStats(settings)
-    path = settings.database_url.removeprefix("sqlite:///")
     async with (
         serve(starlette_host(stats)) as addr,
         client(f"ws://{addr}/admin/ws", tok=token()) as ws,
@@ -90,7 +123,7 @@ async def measure(interval: float, rate: float, seconds: float) -> dict[str, Any
             sys.executable,
             "-c",
             _WRITER,
-            path,
+            url,
             str(rate),
             str(seconds),
             stdout=asyncio.subprocess.PIPE,
@@ -159,15 +192,16 @@ async def query_costs(url: str, n: int = 500) -> dict[str, float]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| interval s | rows | once each | median ms | p99 ms | worst ms | queries/s "
+        "| database | interval s | rows | once each | median ms | p99 ms | worst ms | queries/s "
         "| CPU % (server+client) | empty poll µs: since / ids only |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lat, cost = r["latency"] or {}, r["empty_poll_us"]
         once = "yes" if not r["duplicates"] and not r["missing"] else "NO"
         lines.append(
-            f"| {r['interval_s']:g} | {r['rows']} | {once} | {lat.get('median_ms')} | "
+            f"| {r['database']} | {r['interval_s']:g} | {r['rows']} | {once} | "
+            f"{lat.get('median_ms')} | "
             f"{lat.get('p99_ms')} | {lat.get('worst_ms')} | {r['queries_per_s']} | "
             f"{r['server_and_client_cpu_percent']} | "
             f"{cost['actions_since']} / {cost['ids_only']} |"
@@ -180,15 +214,19 @@ async def main() -> None:
     parser.add_argument("--intervals", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--rate", type=float, default=20.0, help="rows per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--databases", nargs="+", choices=["sqlite", "mysql"], default=["sqlite", "mysql"]
+    )
     parser.add_argument("--smoke", action="store_true", help="3 s at 0.1 s, behaviour only")
     args = parser.parse_args()
     if args.smoke:
         args.intervals, args.rate, args.seconds = [0.1], 10.0, 3.0
     rows = []
-    for interval in args.intervals:
-        row = await measure(interval, args.rate, args.seconds)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    for database in args.databases:
+        for interval in args.intervals:
+            row = await measure(database, interval, args.rate, args.seconds)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     text = markdown(rows)
     print(text)
     failed = [r for r in rows if r["duplicates"] or r["missing"]]

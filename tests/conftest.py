@@ -7,6 +7,7 @@ tests/helpers/.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -20,6 +21,7 @@ from asgi_adminstats import AdminStats, Settings
 
 from helpers import services
 from helpers.db import DATABASE_API
+from support import pg_pool
 from support.demo_db import host_database, prepare_database
 from support.loopback import make_settings, serve, starlette_host
 
@@ -39,6 +41,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped in CI (ADMINSTATS_REQUIRE_SERVICES=1): {report.longrepr}"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    asyncio.run(pg_pool.drain())  # the databases the `backend` fixture reused
+
+
 #: The tox factor picks the engine the general suite runs on.
 BACKEND = os.environ.get("ADMINSTATS_TEST_BACKEND", "memory")
 
@@ -53,7 +59,7 @@ async def backend(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
         services.require("redis")
         yield {"broadcast_url": services.REDIS_URL, "channel_prefix": prefix}
     elif BACKEND == "postgres":
-        async with services.fresh_postgres_database() as url:
+        async with services.pooled_postgres_database() as url:
             yield {"broadcast_url": url, "database_url": url, "channel_prefix": prefix}
     else:
         raise ValueError(f"ADMINSTATS_TEST_BACKEND={BACKEND!r}: memory, redis or postgres")

@@ -32,7 +32,7 @@ class DatabasesDatabase:
     def dialect(self) -> str:
         # postgresql:// and postgres:// both reach PostgreSQL through databases.
         dialect = str(self.host.url.dialect)
-        return "postgresql" if dialect == "postgres" else dialect
+        return {"postgres": "postgresql", "mariadb": "mysql"}.get(dialect, dialect)
 
     @property
     def url(self) -> URL:

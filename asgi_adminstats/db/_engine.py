@@ -34,7 +34,8 @@ class EngineDatabase:
 
     @property
     def dialect(self) -> str:
-        return self.host.dialect.name
+        name = self.host.dialect.name
+        return "mysql" if name == "mariadb" else name  # one SQL for both here
 
     @property
     def url(self) -> URL:
@@ -108,9 +109,10 @@ class EngineDatabase:
             return (await connection.execute(clause(sql))).scalar()
 
     async def execute(self, sql: Statement) -> Any:
-        """The first column of a ``RETURNING`` row, else SQLite's last row id (or None)."""
+        """The first column of a ``RETURNING`` row, else SQLite's or MySQL's last row id
+        (or None)."""
         async with self._connection() as connection:
             result = await connection.execute(clause(sql))
             if result.returns_rows:
                 return result.scalar()
-            return result.lastrowid if self.dialect == "sqlite" else None
+            return result.lastrowid if self.dialect in ("sqlite", "mysql") else None

@@ -28,8 +28,13 @@ __all__ = ["HostDatabase", "SqlDatabase", "async_url", "is_postgres", "open_data
 #: What a host may pass as ``AdminStats(database=...)``.
 HostDatabase: TypeAlias = "AsyncEngine | Database"
 
-_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-_DRIVER_EXTRAS = {"asyncpg": "postgres"}
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mariadb+aiomysql",
+}
+_DRIVER_EXTRAS = {"asyncpg": "postgres", "aiomysql": "mysql", "pymysql": "mysql"}
 
 
 class SqlDatabase(Protocol):
@@ -42,7 +47,8 @@ class SqlDatabase(Protocol):
 
     @property
     def dialect(self) -> str:
-        """``sqlite``, ``postgresql``, ...; PostgreSQL under one name whatever the URL."""
+        """``sqlite``, ``postgresql``, ``mysql``, ...; PostgreSQL under one name whatever
+        the URL, MariaDB as ``mysql``."""
 
     @property
     def url(self) -> URL:
@@ -71,7 +77,8 @@ class SqlDatabase(Protocol):
 
 def async_url(url: str) -> str:
     """``database_url`` with the async driver SQLAlchemy needs: ``sqlite://`` runs on
-    aiosqlite, ``postgresql://`` and ``postgres://`` on asyncpg; a named driver stays."""
+    aiosqlite, ``postgresql://`` and ``postgres://`` on asyncpg, ``mysql://`` and
+    ``mariadb://`` on aiomysql; a named driver stays."""
     scheme, sep, rest = url.partition("://")
     scheme = {"postgres": "postgresql"}.get(scheme, scheme)
     return f"{_DRIVERS.get(scheme, scheme)}{sep}{rest}"

@@ -30,7 +30,8 @@ from helpers.audit_burst import (
 from helpers.cluster import Cluster, Instance, RedisServer, instance_client, poll
 from support.loopback import recv_type
 
-pytestmark = pytest.mark.engines
+# Minutes of real clusters: the README's command runs it; the tox envs leave it out.
+pytestmark = [pytest.mark.engines, pytest.mark.once]
 
 ROWS, PACE = 100, 0.015  # the burst: about 2 s of inserts
 BANS = 8  # record_action calls spread over the burst

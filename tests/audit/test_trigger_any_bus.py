@@ -24,6 +24,7 @@ from asgi_adminstats.audit import TriggerListener, audit_trigger_installed
 from helpers import services
 from helpers.audit_trigger import (
     SLOW,
+    audit_all,
     audit_until,
     insert_in_another_process,
     listening,
@@ -74,8 +75,8 @@ async def test_redis_bus_only_the_producer_listens_each_client_gets_each_row_onc
             await recv(ws_b)
             written = await insert_in_another_process(pg_url, 5)
             sentinel = (await b.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1))["id"]
-            got_a = await audit_until(ws_a, sentinel)
-            got_b = await audit_until(ws_b, sentinel)
+            got_a = await audit_all(ws_a, {*written, sentinel})
+            got_b = await audit_all(ws_b, {*written, sentinel})
     for got in (got_a, got_b):
         counts = collections.Counter(got)
         assert set(counts) == {*written, sentinel}

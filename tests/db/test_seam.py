@@ -84,6 +84,9 @@ async def test_the_masked_url_hides_the_password(api: str) -> None:
         ("postgres://u@h/d", "postgresql+asyncpg://u@h/d"),
         ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
         ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("mysql://u@h/d", "mysql+aiomysql://u@h/d"),
+        ("mariadb://u@h/d", "mariadb+aiomysql://u@h/d"),
+        ("mysql+asyncmy://u@h/d", "mysql+asyncmy://u@h/d"),
     ],
 )
 def test_database_url_gets_an_async_driver(url: str, expected: str) -> None:

@@ -20,6 +20,7 @@ from support.loopback import make_settings, recv_type, serve, starlette_host
 
 __all__ = [
     "SLOW",
+    "audit_all",
     "audit_until",
     "ids_from_writer",
     "insert_in_another_process",
@@ -81,6 +82,24 @@ async def audit_until(ws: ClientConnection, last_id: str, limit: int = 500) -> l
         if ids[-1] == last_id:
             return ids
     raise AssertionError(f"no audit_action {last_id} among {len(ids)}")
+
+
+async def audit_all(
+    ws: ClientConnection, expected: set[str], settle: float = 0.5, limit: int = 500
+) -> list[str]:
+    """The ids of every ``audit_action`` until all of ``expected`` arrived, and of those
+    within ``settle`` seconds after (where a second copy would show). For rows that take
+    different paths (a trigger's forwarded by the producer, a record_action published by
+    another instance): one is not bound to arrive before the other."""
+    ids: list[str] = []
+    for _ in range(limit):
+        if expected <= set(ids):
+            with contextlib.suppress(TimeoutError):
+                while len(ids) < limit:
+                    ids.append((await recv_type(ws, "audit_action", timeout=settle))["data"]["id"])
+            return ids
+        ids.append((await recv_type(ws, "audit_action", timeout=10))["data"]["id"])
+    raise AssertionError(f"not every one of {sorted(expected)} among {len(ids)}")
 
 
 def listening(stats: AdminStats) -> Callable[[], bool]:
