@@ -18,8 +18,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import hypercorn.asyncio
-import hypercorn.config
 import uvicorn
 from servers import die_with_parent  # python puts bench/ first on sys.path
 from starlette.applications import Starlette
@@ -50,6 +48,10 @@ def main() -> None:
         run(app, settings, port=args.port, log_level="warning")
         return
     if args.server == "hypercorn":
+        # Here only: the tests run this script without the `hosts` group (no hypercorn).
+        import hypercorn.asyncio
+        import hypercorn.config
+
         hypercorn_config = hypercorn.config.Config()
         hypercorn_config.bind = [f"127.0.0.1:{args.port}"]
         asyncio.run(hypercorn.asyncio.serve(app, hypercorn_config))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -210,6 +211,17 @@ async def test_dashboard_and_hook_page_through_a_server_restart(tmp_path: Path) 
                 page.set_default_timeout(5_000)
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
                 page.on("console", on_console)
+                # The frame types the dashboard's sockets receive (it asks for deltas).
+                frame_types: list[str] = []
+
+                def on_socket(socket: Any) -> None:  # a playwright WebSocket
+                    def on_frame(payload: str | bytes) -> None:
+                        with contextlib.suppress(ValueError, TypeError, AttributeError):
+                            frame_types.append(json.loads(payload)["type"])
+
+                    socket.on("framereceived", on_frame)
+
+                page.on("websocket", on_socket)
                 status = page.get_by_test_id("status")
                 status_text = page.get_by_test_id("status-text")
                 feed = page.locator("#recent-actions > li")
@@ -225,6 +237,8 @@ async def test_dashboard_and_hook_page_through_a_server_restart(tmp_path: Path) 
                 # Ticks arrive (1 s apart; the bound leaves room for a loaded CI machine).
                 await expect(uptime).not_to_have_text(first_uptime, timeout=15_000)
                 await expect(page.get_by_test_id("conn-id")).not_to_have_text("–")
+                # The first snapshot in full, the ticks after it as merge patches.
+                assert "stats_update" in frame_types and "stats_delta" in frame_types, frame_types
                 await expect(page.locator("#chart-users svg path").first).to_be_attached()
 
                 # Ban: the action tops the feed at once, confirmed by the push within 1 s.

@@ -122,6 +122,9 @@ _CONSTRUCTORS: dict[str, Callable[[dict[str, Any]], str]] = {
         heartbeat_interval=ex["heartbeatInterval"],
     ),
     "stats_update": lambda ex: protocol.stats_update(data=ex["data"]),
+    "stats_delta": lambda ex: protocol.stats_delta(
+        seq=ex["seq"], base=ex["base"], patch=ex["data"], timestamp=ex["timestamp"]
+    ),
     "subscribed": lambda ex: protocol.subscribed(subscriptions=ex["subscriptions"]),
     "audit_action": lambda ex: protocol.audit_action(data=ex["data"]),
     "ping": lambda ex: protocol.ping(),
@@ -177,6 +180,11 @@ def test_constructors_build_the_documented_examples(kind: str) -> None:
             '"sources":{"database":{"ok":true,"ms":9}},"local":false,"bus":{"backend":"redis",'
             '"status":"up","since":"2025-01-04T11:00:00.000Z","reconnects":0,"error":null}}},'
             '"timestamp":"T"}',
+        ),
+        (
+            "stats_delta",
+            '{"type":"stats_delta","seq":42,"base":41,"data":{"online":{"users":46},'
+            '"meta":{"collectedAt":"2025-01-04T12:00:05Z","durationMs":11}},"timestamp":"T"}',
         ),
         (
             "subscribed",
@@ -328,3 +336,33 @@ def test_parser_raises_nothing_but_protocol_error(text: str) -> None:
         parse_client_message(text)
     except ProtocolError as exc:
         protocol.error(code=exc.code, message=exc.message).encode()
+
+
+def test_deltas_show_in_connected_only_when_negotiated() -> None:
+    def connected(deltas: bool = False) -> dict[str, Any]:
+        text = protocol.connected(
+            connection_id="c1",
+            sub="alice",
+            subscriptions=["stats"],
+            stats_interval=5,
+            heartbeat_interval=30,
+            deltas=deltas,
+        )
+        message: dict[str, Any] = json.loads(text)
+        return message
+
+    assert "deltas" not in connected()
+    with_deltas = connected(deltas=True)
+    assert list(with_deltas)[-2:] == ["deltas", "timestamp"] and with_deltas["deltas"] is True
+    assert protocol.wants_deltas(["adminstats.v1", "adminstats.delta"])
+    assert not protocol.wants_deltas(["adminstats.v1", "bearer.adminstats.delta"])
+    assert not protocol.wants_deltas(None)
+
+
+def test_a_full_snapshot_gets_its_seq_without_being_encoded_again() -> None:
+    text = protocol.stats_update(data={"a": 1})
+    spliced = protocol.with_seq(text, 7)
+    assert spliced is not None
+    assert list(json.loads(spliced)) == ["type", "seq", "data", "timestamp"]
+    assert json.loads(spliced) == {**json.loads(text), "seq": 7}
+    assert protocol.with_seq('{"type":"pong"}', 7) is None

@@ -47,6 +47,11 @@ class AdminStatsClient:
     (``None``: never give up; ``0``: never reconnect). The token travels in the
     ``Authorization`` header only. Iterate promptly: while the consumer lags, the
     reader waits, and the server eventually closes the connection (then replays).
+
+    ``deltas=True`` asks the server for ``stats_delta`` patches instead of a full
+    snapshot every tick; they are applied here, and iteration still yields each
+    snapshot whole as a ``stats_update`` (with its ``seq``). A server without deltas
+    goes on sending full snapshots.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class AdminStatsClient:
         max_reconnect_attempts: int | None = None,
         origin: str | None = None,
         open_timeout: float = 10.0,
+        deltas: bool = False,
     ) -> None:
         require_websockets()
         from websockets.exceptions import InvalidURI
@@ -85,7 +91,7 @@ class AdminStatsClient:
             raise ValueError("open_timeout must be > 0")
         self.url = url
         self._token = Token(token, get_token)
-        self._target = Target(url, names, origin, open_timeout)
+        self._target = Target(url, names, origin, open_timeout, deltas)
         self._base = reconnect_interval
         self._cap = max_reconnect_interval
         self._max_attempts = max_reconnect_attempts

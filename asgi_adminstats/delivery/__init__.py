@@ -4,6 +4,17 @@ connection's bounded outbox and its writer, and the eager send."""
 from ._eager import start_eagerly
 from ._hub import Hub, Member
 from ._outbox import Close, Express, Outbox
+from ._tick import StatsTick
 from ._writer import TextSink, Writer
 
-__all__ = ["Close", "Express", "Hub", "Member", "Outbox", "TextSink", "Writer", "start_eagerly"]
+__all__ = [
+    "Close",
+    "Express",
+    "Hub",
+    "Member",
+    "Outbox",
+    "StatsTick",
+    "TextSink",
+    "Writer",
+    "start_eagerly",
+]

@@ -6,6 +6,9 @@ fan-out to more than one slice of sessions runs in a task that yields to the eve
 loop between slices, so a handshake is not held up for the whole of it; an audit push
 goes ahead of a stats fan-out in progress (a session's lanes are separate, so no
 session's order changes), and notifications keep their order among themselves.
+
+Each snapshot gets this instance's next ``seq`` (a ``StatsTick``); sessions with deltas
+get the tick's one patch from the snapshot fanned out before it, or its full frame.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._outbox import Close, Outbox
+from ._tick import StatsTick
 
 __all__ = ["Hub", "Member"]
 
@@ -39,10 +43,13 @@ class Hub:
         self._per_subject: dict[str, int] = {}
         self.sockets = 0  # open sockets, including those still authenticating
         self.latest_stats: str | None = None
+        self._latest: StatsTick | None = None
+        self._fanned: StatsTick | None = None  # the last tick whose fan-out began
+        self._seq = 0
         self._slice = slice_size
         self._observe = observe  # (channel, seconds) per completed fan-out
         self._notifications: deque[str] = deque()
-        self._next_stats: str | None = None  # only the newest waiting snapshot goes out
+        self._next_stats: StatsTick | None = None  # only the newest waiting snapshot goes out
         self._runner: asyncio.Task[None] | None = None
 
     def latest_data(self) -> dict[str, Any] | None:
@@ -63,8 +70,13 @@ class Hub:
         self._members.add(member)
         if member.sub is not None:
             self._per_subject[member.sub] = self._per_subject.get(member.sub, 0) + 1
-        if self.latest_stats is not None and "stats" in member.subscriptions:
-            member.outbox.put_stats(self.latest_stats)
+        if "stats" in member.subscriptions:
+            self.send_latest(member)
+
+    def send_latest(self, member: Member) -> None:
+        """The latest snapshot to ``member`` in full, if there is one yet."""
+        if self._latest is not None:
+            member.outbox.put_latest(self._latest)
 
     def discard(self, member: Member) -> None:
         if member in self._members:
@@ -77,28 +89,35 @@ class Hub:
                     self._per_subject.pop(member.sub, None)
 
     def publish_stats(self, text: str) -> None:
-        self.latest_stats = text
+        self._seq += 1
+        tick = StatsTick(self._seq, text)
+        self.latest_stats, self._latest = text, tick
         if self._inline():
-            self._deliver_all("stats", text)
+            started = time.perf_counter()
+            self._begin(tick)
+            _deliver_tick(tick, list(self._members))
+            if self._observe is not None:
+                self._observe("stats", time.perf_counter() - started)
             return
-        self._next_stats = text  # a snapshot still waiting its turn is stale now
+        self._next_stats = tick  # a snapshot still waiting its turn is stale now
         self._start()
+
+    def _begin(self, tick: StatsTick) -> None:
+        tick.follow(self._fanned)
+        self._fanned = tick
 
     def publish_notification(self, text: str) -> None:
         if self._inline():
-            self._deliver_all("notifications", text)
+            started = time.perf_counter()
+            _deliver_notification(text, list(self._members))
+            if self._observe is not None:
+                self._observe("notifications", time.perf_counter() - started)
             return
         self._notifications.append(text)
         self._start()
 
     def _inline(self) -> bool:
         return self._runner is None and len(self._members) <= self._slice
-
-    def _deliver_all(self, channel: str, text: str) -> None:
-        started = time.perf_counter()
-        _deliver(channel, text, list(self._members))
-        if self._observe is not None:
-            self._observe(channel, time.perf_counter() - started)
 
     def _start(self) -> None:
         if self._runner is None:
@@ -109,7 +128,7 @@ class Hub:
     async def _run(self) -> None:
         # One slice per loop turn. Waiting notifications go first, each to everyone;
         # a stats fan-out in progress resumes where it stopped.
-        stats: tuple[str, list[Member], float] | None = None
+        stats: tuple[StatsTick, list[Member], float] | None = None
         position = 0
         try:
             while True:
@@ -121,8 +140,9 @@ class Hub:
                         return
                     stats = (self._next_stats, list(self._members), time.perf_counter())
                     self._next_stats, position = None, 0
-                text, members, started = stats
-                _deliver("stats", text, members[position : position + self._slice])
+                    self._begin(stats[0])
+                tick, members, started = stats
+                _deliver_tick(tick, members[position : position + self._slice])
                 position += self._slice
                 if position >= len(members):
                     stats = None
@@ -137,7 +157,7 @@ class Hub:
         started = time.perf_counter()
         members = list(self._members)
         for start in range(0, len(members), self._slice):
-            _deliver(channel, text, members[start : start + self._slice])
+            _deliver_notification(text, members[start : start + self._slice])
             await asyncio.sleep(0)
         if self._observe is not None:
             self._observe(channel, time.perf_counter() - started)
@@ -152,12 +172,13 @@ class Hub:
             member.outbox.close(close)
 
 
-def _deliver(channel: str, text: str, members: list[Member]) -> None:
-    if channel == "stats":
-        for member in members:
-            if "stats" in member.subscriptions:
-                member.outbox.put_stats(text)
-    else:
-        for member in members:
-            if "notifications" in member.subscriptions:
-                member.outbox.put_notification(text)
+def _deliver_tick(tick: StatsTick, members: list[Member]) -> None:
+    for member in members:
+        if "stats" in member.subscriptions:
+            member.outbox.put_tick(tick)
+
+
+def _deliver_notification(text: str, members: list[Member]) -> None:
+    for member in members:
+        if "notifications" in member.subscriptions:
+            member.outbox.put_notification(text)

@@ -4,6 +4,11 @@ Three lanes, drained in this order: control replies (pong, subscribed, error, pi
 notifications (a bounded FIFO), and the stats snapshot (one slot: the newest replaces
 an older one that was never sent). Overflow asks for close 4008.
 
+With ``deltas`` on (the client offered ``adminstats.delta``), a tick goes out as a
+``stats_delta`` only when this client is known to hold exactly its base: ``held`` is
+the ``seq`` of the last stats frame handed over; a frame that replaces an unsent one in
+the slot, a first snapshot, or a tick without a patch goes out in full.
+
 With nothing queued, a frame is first offered to ``express`` (the session writes it at
 once if nothing is being written): most frames to idle clients never wait in a lane.
 ``wake`` is told when a frame was queued instead; the session then drains the lanes
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol import CloseCode
+from ._tick import StatsTick
 
 __all__ = ["Close", "Express", "Outbox"]
 
@@ -47,10 +53,12 @@ class Outbox:
         "_closing",
         "_control",
         "_express",
+        "_held",
         "_notification_limit",
         "_notifications",
         "_stats",
         "_wake",
+        "deltas",
     )
 
     def __init__(
@@ -67,6 +75,8 @@ class Outbox:
         self._wake = wake
         self._closing: asyncio.Future[Close] | None = None
         self._express = express
+        self.deltas = False
+        self._held = -1  # seq of the last stats frame handed over (deltas on); -1: none
 
     def _taken(self, lane: str, text: str) -> bool:
         return (
@@ -110,8 +120,29 @@ class Outbox:
         self._stats = text
         self._queued()
 
+    def put_tick(self, tick: StatsTick) -> None:
+        """A tick of the fan-out: its delta when the client will hold its base."""
+        if not self.deltas:
+            self.put_stats(tick.text)
+            return
+        if tick.seq <= self._held:
+            return  # handed over already (as the latest, on subscribing), or older
+        # An unsent frame in the slot is replaced: the client never gets that base.
+        delta = tick.delta if tick.base == self._held and self._stats is None else None
+        self._held = tick.seq
+        self.put_stats(tick.full if delta is None else delta)
+
+    def put_latest(self, tick: StatsTick) -> None:
+        """The latest snapshot, in full (on connecting, subscribing, or resyncing)."""
+        if not self.deltas:
+            self.put_stats(tick.text)
+            return
+        self._held = tick.seq
+        self.put_stats(tick.full)
+
     def drop_stats(self) -> None:
         self._stats = None
+        self._held = -1
 
     def close(self, close: Close) -> None:
         """Ask for the session to be closed; the first request wins."""

@@ -22,6 +22,7 @@ from ._codes import (
     TOKEN_EXPIRED,
     CloseCode,
 )
+from ._delta import DELTA_PROTOCOL, diff, merge_patch, same, wants_deltas, with_seq
 from ._parse import MAX_DEPTH as MAX_DEPTH
 from ._parse import (
     Auth,
@@ -38,6 +39,7 @@ from ._parse import excerpt as excerpt
 
 __all__ = [
     "AUTH_SERVER_UNAVAILABLE",
+    "DELTA_PROTOCOL",
     "INVALID_TOKEN",
     "PROTOCOL",
     "REPLAY_LIMIT",
@@ -53,15 +55,21 @@ __all__ = [
     "Unsubscribe",
     "audit_action",
     "connected",
+    "diff",
     "encode",
     "error",
+    "merge_patch",
     "parse_client_message",
     "ping",
     "pong",
+    "same",
+    "stats_delta",
     "stats_update",
     "subscribed",
     "token_expiring",
     "utc_timestamp",
+    "wants_deltas",
+    "with_seq",
 ]
 
 
@@ -92,7 +100,10 @@ def connected(
     subscriptions: Sequence[str],
     stats_interval: float,
     heartbeat_interval: float,
+    deltas: bool = False,
 ) -> str:
+    """``deltas``: the client offered ``adminstats.delta``; only then is the field sent."""
+    extra = {"deltas": True} if deltas else {}
     return _frame(
         "connected",
         message="Connected to admin WebSocket server",
@@ -102,11 +113,19 @@ def connected(
         subscriptions=list(subscriptions),
         statsInterval=stats_interval,
         heartbeatInterval=heartbeat_interval,
+        **extra,
     )
 
 
 def stats_update(*, data: Mapping[str, Any]) -> str:
     return _frame("stats_update", data=data)
+
+
+def stats_delta(*, seq: int, base: int, patch: Mapping[str, Any], timestamp: str) -> str:
+    """The merge patch from snapshot ``base`` to ``seq``; ``timestamp``: the snapshot's frame's."""
+    return encode(
+        {"type": "stats_delta", "seq": seq, "base": base, "data": patch, "timestamp": timestamp}
+    )
 
 
 def subscribed(*, subscriptions: Sequence[str]) -> str:

@@ -127,6 +127,8 @@ class Session:
 
     async def _serve_authenticated(self, admitted: Admitted) -> None:
         started = time.monotonic()
+        # Negotiated in the handshake, so the first snapshot already carries its seq.
+        self.outbox.deltas = protocol.wants_deltas(self._transport.scope.get("subprotocols"))
         connected = self._connected_message()
         await self._transport.send_first(connected)
         self._tally.attempts["accepted", "-"] += 1
@@ -153,6 +155,7 @@ class Session:
             subscriptions=self._subscription_list(),
             stats_interval=self._settings.stats_interval,
             heartbeat_interval=self._settings.heartbeat_interval,
+            deltas=self.outbox.deltas,
         )
 
     def _subscription_list(self) -> list[str]:
@@ -233,8 +236,8 @@ class Session:
             case protocol.Subscribe(subscriptions=names, since=since):
                 self.subscriptions.update(names)
                 self._confirm_subscriptions()
-                if "stats" in names and self._hub.latest_stats is not None:
-                    self.outbox.put_stats(self._hub.latest_stats)
+                if "stats" in names:
+                    self._hub.send_latest(self)  # in full: also how a client resyncs
                 if since is not None and "notifications" in self.subscriptions:
                     await self._replay_since(since)
             case protocol.Unsubscribe(subscriptions=names):

@@ -30,6 +30,11 @@
 //   full-jitter exponential backoff, at most `maxReconnectAttempts` times in a row;
 // - after a reconnect it sends `subscribe` with `since` = the newest audit id seen, so the
 //   server replays what was missed; audit actions are de-duplicated by id;
+// - with `deltas: true` it offers `adminstats.delta` in the handshake; a server that
+//   confirms it (`connected.deltas`) sends `stats_delta` merge patches (RFC 7386) after a
+//   first full snapshot, which the client applies: onStats always gets whole snapshots.
+//   A patch whose base is not the snapshot held is never applied: the client asks for
+//   the latest in full (`subscribe` to stats) and waits for it;
 // - a watchdog drops a connection that says nothing for 2.5 heartbeat intervals (a
 //   half-open TCP connection is otherwise noticed only minutes later), and one that does
 //   not finish connecting within `connectTimeout`.
@@ -39,6 +44,8 @@
 // (waiting for the backoff, fetching a token, or re-trying), "error" (stopped: see onError).
 
 export const PROTOCOL = "adminstats.v1";
+/** Offered next to PROTOCOL by a client that applies `stats_delta` (never selected). */
+export const DELTA_PROTOCOL = "adminstats.delta";
 
 export const STATES = Object.freeze({
   DISCONNECTED: "disconnected",
@@ -127,6 +134,29 @@ export class Dedup {
 
 const DIGITS = /^[0-9]+$/;
 
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/**
+ * RFC 7386 MergePatch(target, patch): a new value; neither argument is modified (what
+ * the patch leaves alone is shared with `target`). A `null` in the patch removes a key.
+ */
+export function applyMergePatch(target, patch) {
+  if (!isObject(patch)) return patch;
+  const result = isObject(target) ? { ...target } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    // defineProperty: `result["__proto__"] = v` would set the prototype, not a key.
+    else {
+      const merged = applyMergePatch(result[key], value);
+      Object.defineProperty(result, key, { value: merged, enumerable: true, writable: true, configurable: true });
+    }
+  }
+  return result;
+}
+
+const isSeq = (value) => Number.isSafeInteger(value) && value >= 0;
+const copyJson = (value) => JSON.parse(JSON.stringify(value));
+
 /** Order of audit ids (decimal strings of any length): negative, 0 or positive. */
 export function compareAuditIds(a, b) {
   const x = String(a).replace(/^0+(?=.)/, "");
@@ -195,6 +225,8 @@ export class AdminStatsClient {
    *   dropped; null: 2.5 x the server's heartbeatInterval; 0 disables
    * @param {number} [options.dedupSize=1000]  audit ids remembered for de-duplication
    * @param {boolean} [options.autoConnect=true]  connect from the constructor
+   * @param {boolean} [options.deltas=false]  ask for `stats_delta` patches (applied here:
+   *   onStats still gets whole snapshots); a server without them sends full snapshots
    */
   constructor(options = {}) {
     const {
@@ -217,6 +249,7 @@ export class AdminStatsClient {
       idleTimeout = null,
       dedupSize = 1000,
       autoConnect = true,
+      deltas = false,
     } = options;
     if (url === undefined || url === null || url === "") {
       throw new TypeError("AdminStatsClient: `url` is required");
@@ -236,6 +269,7 @@ export class AdminStatsClient {
     this._capMs = maxReconnectInterval;
     this._maxAttempts = maxReconnectAttempts ?? Infinity;
     this._tokenInUrl = Boolean(tokenInUrl);
+    this._wantDeltas = Boolean(deltas);
     this._WebSocket = WebSocketImpl;
     this._random = random;
     this._connectTimeout = connectTimeout;
@@ -278,6 +312,9 @@ export class AdminStatsClient {
     this._lastAuditId = null;
     this._connectionId = null;
     this._stats = null;
+    this._deltas = false; // confirmed by the server for the current connection
+    this._held = null; // {seq, data}: the snapshot patches apply to (a private copy)
+    this._resyncing = false; // a full snapshot was asked for and has not come yet
 
     if (autoConnect) this.connect();
   }
@@ -440,6 +477,7 @@ export class AdminStatsClient {
     const token = this._token;
     let url = resolveSocketUrl(this.url);
     const protocols = [PROTOCOL];
+    if (this._wantDeltas) protocols.push(DELTA_PROTOCOL);
     if (token) {
       if (this._tokenInUrl) url = withAccessToken(url, token);
       else protocols.push(`bearer.${token}`);
@@ -610,7 +648,11 @@ export class AdminStatsClient {
         this._onConnected(message);
         break;
       case "stats_update":
+        this._hold(message);
         this._onStats(message.data ?? null);
+        break;
+      case "stats_delta":
+        this._onDelta(message);
         break;
       case "audit_action":
         if (message.data && typeof message.data === "object") {
@@ -640,6 +682,9 @@ export class AdminStatsClient {
     this._failures = 0;
     this._authRetryUsed = false;
     this._connectionId = message.connectionId ?? null;
+    this._deltas = this._wantDeltas && message.deltas === true;
+    this._held = null;
+    this._resyncing = false;
     const heartbeat = typeof message.heartbeatInterval === "number" ? message.heartbeatInterval : DEFAULT_HEARTBEAT_S;
     this._idleMs = this._idleOption ?? heartbeat * 2500;
     this._armWatchdog(this._idleMs, "no message from the server");
@@ -657,6 +702,39 @@ export class AdminStatsClient {
     }
     const reconnected = this._state === STATES.RECONNECTING;
     this._setState(STATES.CONNECTED, { connectionId: this._connectionId, reconnected });
+  }
+
+  _hold(message) {
+    if (!this._deltas) return;
+    if (isSeq(message.seq) && isObject(message.data)) {
+      this._held = { seq: message.seq, data: copyJson(message.data) };
+      this._resyncing = false;
+    } else {
+      this._held = null; // nothing a patch could apply to
+    }
+  }
+
+  // A patch applies only to the snapshot it names as its base; otherwise nothing is
+  // shown and the latest is asked for in full (once, until it comes).
+  _onDelta(message) {
+    if (!this._deltas) return; // never asked for
+    const held = this._held;
+    if (held && isSeq(message.seq) && message.base === held.seq && isObject(message.data)) {
+      let merged;
+      try {
+        merged = applyMergePatch(held.data, message.data);
+      } catch {
+        merged = null; // e.g. nested too deep for the stack: held stays as it was
+      }
+      if (isObject(merged)) {
+        this._held = { seq: message.seq, data: merged };
+        this._onStats(copyJson(merged));
+        return;
+      }
+    }
+    if (this._resyncing) return;
+    this._resyncing = true;
+    this._send({ type: "subscribe", subscriptions: ["stats"] });
   }
 
   _onStats(data) {

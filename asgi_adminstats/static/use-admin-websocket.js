@@ -21,6 +21,7 @@
 //         // token: "...",             // or a fixed token; a new value is sent in place
 //         reconnectInterval: 1000,     // backoff base (ms), full jitter, capped
 //         maxReconnectAttempts: 10,    // then status "error"
+//         deltas: true,                // stats_delta patches on the wire; `stats` stays whole
 //       });
 //     return <div>{isConnected ? "Live" : status} · users {stats?.online?.users ?? 0}</div>;
 //   }
@@ -74,6 +75,7 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
       token,
       subscriptions,
       tokenInUrl,
+      deltas,
       maxNotifications = DEFAULT_MAX_NOTIFICATIONS,
       WebSocketImpl,
       clientOptions, // anything else AdminStatsClient takes (timers, scheduleRender, ...)
@@ -130,6 +132,7 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
       if (maxReconnectAttempts !== undefined) config.maxReconnectAttempts = maxReconnectAttempts;
       if (subscriptionKey) config.subscriptions = subscriptionKey.split(",");
       if (tokenInUrl !== undefined) config.tokenInUrl = tokenInUrl;
+      if (deltas !== undefined) config.deltas = deltas;
       if (WebSocketImpl !== undefined) config.WebSocketImpl = WebSocketImpl;
 
       let client;
@@ -147,7 +150,7 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
         client.close();
       };
     }, [active, url, hasGetToken, reconnectInterval, maxReconnectInterval, maxReconnectAttempts,
-        subscriptionKey, tokenInUrl, WebSocketImpl]);
+        subscriptionKey, tokenInUrl, deltas, WebSocketImpl]);
 
     // A new token goes to the running client (in place when connected).
     useEffect(() => {

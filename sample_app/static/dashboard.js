@@ -40,7 +40,7 @@ const state = {
   lastUpdateAt: 0,
   statsInterval: 5,
   serverStale: false,
-  snapshots: 0, // stats_update messages seen: the first one's actions are history, not news
+  snapshots: 0, // stats_update and stats_delta messages seen: the first one's actions are history, not news
   actions: new Map(), // id -> action
   actionItems: new Map(), // id -> <li>, reused so highlights survive re-renders
 };
@@ -148,6 +148,7 @@ function useToken(token) {
     token,
     getToken: renewToken,
     maxReconnectInterval: MAX_RECONNECT_MS,
+    deltas: true, // patches after the first snapshot (PROTOCOL.md, stats_delta)
     onStateChange,
     onStats: renderStats,
     onAction: (action, { source }) => {
@@ -171,7 +172,7 @@ function onMessage(message) {
   if (message.type === "connected") {
     state.user = message.user?.sub ?? null;
     if (typeof message.statsInterval === "number") state.statsInterval = message.statsInterval;
-  } else if (message.type === "stats_update") {
+  } else if (message.type === "stats_update" || message.type === "stats_delta") {
     state.snapshots += 1;
   }
 }
