@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import subprocess
-import sys
 import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,13 @@ from asgi_adminstats.audit import AuditLog
 from asgi_adminstats.db import Queries, async_url, open_database, statement
 
 from helpers import services
-from helpers.audit_trigger import audit_until, ids_from_writer, until
+from helpers.audit_trigger import (
+    audit_through_sentinel,
+    audit_until,
+    ids_from_writer,
+    init_db,
+    polls_after_now,
+)
 from support.demo_db import DATABASE_APIS, host_database, prepare_database
 from support.loopback import client, make_settings, recv, recv_type, serve, starlette_host, token
 
@@ -106,12 +110,6 @@ async def insert(conn: Any) -> str:
         return str(cursor.lastrowid)
 
 
-async def polls_after_now(stats: AdminStats, n: int = 2) -> None:
-    """Wait for ``n`` more watcher queries: whatever was committed before is out."""
-    target = stats.feed.watcher.queries + n
-    await until(lambda: stats.feed.watcher.queries >= target, f"{n} more watcher queries")
-
-
 @pytest.mark.parametrize("api", DATABASE_APIS)
 async def test_the_default_schema_is_created_twice(api: str, mysql_url: str) -> None:
     async with host_database(mysql_url, api) as host:
@@ -185,10 +183,8 @@ async def test_rows_from_another_process_reach_a_client_in_order_once(
         async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
             await recv(ws)
             written = await ids_from_writer(_WRITER, mysql_url, 30)
-            await polls_after_now(stats)
-            sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-            got = await audit_until(ws, sentinel["id"])
-        assert got == [*written, sentinel["id"]]
+            got, sentinel = await audit_through_sentinel(stats, ws)
+        assert got == [*written, sentinel]
         assert stats.feed.watcher.published == len(written)
 
 
@@ -206,11 +202,9 @@ async def test_mixed_with_record_action_each_row_once(
                 for i in range(20)
             ]
             written = await writer
-            await polls_after_now(stats)
-            sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-            got = await audit_until(ws, sentinel["id"])
+            got, sentinel = await audit_through_sentinel(stats, ws)
         counts = collections.Counter(got)
-        assert set(counts) == {*written, *recorded, sentinel["id"]}
+        assert set(counts) == {*written, *recorded, sentinel}
         assert set(counts.values()) == {1}
         # The other process's rows, and perhaps a record_action id read between its
         # commit and its publish (a second copy on the bus that the feed drops).
@@ -238,10 +232,8 @@ async def test_an_id_committed_after_a_higher_one_still_arrives_once(
         assert await audit_until(ws, high) == [high]
         await polls_after_now(stats)  # N stays open while it polls on
         await slow.commit()
-        await polls_after_now(stats)
-        sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-        got = await audit_until(ws, sentinel["id"])
-    assert got == [low, sentinel["id"]]
+        got, sentinel = await audit_through_sentinel(stats, ws)
+    assert got == [low, sentinel]
 
 
 @pytest.mark.parametrize("scheme", ["mysql", "mariadb", "mysql+aiomysql"])
@@ -260,18 +252,9 @@ async def test_a_database_url_owns_an_aiomysql_engine(scheme: str, mysql_url: st
         await db.disconnect()
 
 
-def _init_db(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asgi_adminstats", "init-db", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_init_db_makes_the_tables_and_says_there_is_no_trigger(mysql_url: str) -> None:
     for _ in range(2):
-        result = _init_db("--database-url", mysql_url, "--default-schema")
+        result = init_db("--database-url", mysql_url, "--default-schema")
         assert result.returncode == 0, result.stderr
     assert "default schema: ready" in result.stdout
     assert "audit trigger: PostgreSQL only, none on mysql" in result.stdout
@@ -282,5 +265,5 @@ async def test_init_db_makes_the_tables_and_says_there_is_no_trigger(mysql_url: 
             )
         )
     assert count == 5
-    result = _init_db("--database-url", mysql_url)  # the trigger alone: nothing it can do
+    result = init_db("--database-url", mysql_url)  # the trigger alone: nothing it can do
     assert result.returncode == 1 and "needs PostgreSQL" in result.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +15,18 @@ from asgi_adminstats.audit import audit_trigger_installed
 from asgi_adminstats.db import open_database
 
 from helpers import services
+from helpers.audit_trigger import init_db
 from support.demo_db import DATABASE_APIS, host_database, prepare_database
 from support.loopback import client, make_settings, recv, recv_type, serve, starlette_host, token
 
 pytestmark = pytest.mark.engines
 
 
-def _init_db(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asgi_adminstats", "init-db", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("api", DATABASE_APIS)
 async def test_init_db_is_idempotent_and_installs_the_trigger(api: str) -> None:
     async with services.fresh_postgres_database() as url:
         for _ in range(2):
-            result = _init_db("--database-url", url, "--prefix", "game", "--default-schema")
+            result = init_db("--database-url", url, "--prefix", "game", "--default-schema")
             assert result.returncode == 0, result.stderr
         assert "audit trigger game_audit_notify on audit_log: installed" in result.stdout
         async with host_database(url, api) as db:
@@ -77,9 +67,9 @@ async def test_trigger_notifies_only_the_id_after_commit(api: str) -> None:
 
 
 def test_init_db_errors() -> None:
-    result = _init_db("--database-url", "sqlite:///x.db")
+    result = init_db("--database-url", "sqlite:///x.db")
     assert result.returncode == 1 and "needs PostgreSQL" in result.stderr
-    result = _init_db("--database-url", "postgresql://h/db", "--prefix", "Bad-Name")
+    result = init_db("--database-url", "postgresql://h/db", "--prefix", "Bad-Name")
     assert (
         result.returncode == 2 and "--prefix must be a lower-case SQL identifier" in result.stderr
     )

@@ -22,7 +22,13 @@ import pytest
 from asgi_adminstats import AdminStats, Settings, SettingsError
 
 from helpers import services
-from helpers.audit_trigger import audit_until, ids_from_writer, until
+from helpers.audit_trigger import (
+    audit_through_sentinel,
+    audit_until,
+    ids_from_writer,
+    polls_after_now,
+    until,
+)
 from helpers.cluster import RedisServer
 from support.demo_db import prepare_database
 from support.loopback import client, make_settings, recv, recv_type, serve, starlette_host, token
@@ -55,12 +61,6 @@ async def write_in_another_process(path: str, n: int) -> list[str]:
     return await ids_from_writer(_WRITER, path, n)
 
 
-async def polls_after_now(stats: AdminStats, n: int = 2) -> None:
-    """Wait for ``n`` more watcher queries: whatever was committed before is out."""
-    target = stats.feed.watcher.queries + n
-    await until(lambda: stats.feed.watcher.queries >= target, f"{n} more watcher queries")
-
-
 async def start_sqlite(start: Any, tmp_path: Path, **overrides: Any) -> tuple[AdminStats, str]:
     values = {"broadcast_url": "memory://", "database_url": f"sqlite:///{tmp_path / 'w.db'}"}
     stats: AdminStats
@@ -76,10 +76,8 @@ async def test_rows_from_another_process_reach_a_client_in_order_once(
     async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
         await recv(ws)
         written = await write_in_another_process(_path(stats), rows)
-        await polls_after_now(stats)
-        sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-        got = await audit_until(ws, sentinel["id"])
-    assert got == [*written, sentinel["id"]]
+        got, sentinel = await audit_through_sentinel(stats, ws)
+    assert got == [*written, sentinel]
     assert stats.feed.watcher.published == rows
 
 
@@ -93,11 +91,9 @@ async def test_mixed_with_record_action_each_row_once(start: Any, tmp_path: Path
             recorded.append((await stats.record_action("BAN_PLAYER", "alice", "PLAYER", i))["id"])
             await asyncio.sleep(WATCH / 4)  # interleave with the writer and the polls
         written = await writer
-        await polls_after_now(stats)
-        sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-        got = await audit_until(ws, sentinel["id"])
+        got, sentinel = await audit_through_sentinel(stats, ws)
     counts = collections.Counter(got)
-    assert set(counts) == {*written, *recorded, sentinel["id"]}
+    assert set(counts) == {*written, *recorded, sentinel}
     assert set(counts.values()) == {1}
     # The watcher published the other process's rows, not record_action's.
     assert stats.feed.watcher.published == len(written)
@@ -165,10 +161,8 @@ async def test_a_failing_query_warns_once_and_is_retried(
         assert "audit_log" in warnings[0].getMessage()  # no such table: audit_log
         assert stats.feed.watcher.running
         written = await write_in_another_process(path, 2)
-        await polls_after_now(stats)
-        sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-        got = await audit_until(ws, sentinel["id"])
-    assert got == [*written, sentinel["id"]]
+        got, sentinel = await audit_through_sentinel(stats, ws)
+    assert got == [*written, sentinel]
 
 
 async def test_only_the_producer_queries_and_a_takeover_resumes(tmp_path: Path) -> None:
@@ -247,13 +241,11 @@ async def test_an_id_committed_after_a_higher_one_still_arrives_once(
             assert await audit_until(ws, high) == [high]
             await polls_after_now(stats)  # N stays open while it polls on
             await held.commit()
-            await polls_after_now(stats)
-            sentinel = await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1)
-            got = await audit_until(ws, sentinel["id"])
+            got, sentinel = await audit_through_sentinel(stats, ws)
     finally:
         await slow.close()
         await fast.close()
-    assert got == [low, sentinel["id"]]
+    assert got == [low, sentinel]
 
 
 @pytest.mark.parametrize("value", [-1.0, 0.01, 61.0, float("nan")])

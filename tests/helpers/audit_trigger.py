@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +22,13 @@ from support.loopback import make_settings, recv_type, serve, starlette_host
 __all__ = [
     "SLOW",
     "audit_all",
+    "audit_through_sentinel",
     "audit_until",
     "ids_from_writer",
+    "init_db",
     "insert_in_another_process",
     "listening",
+    "polls_after_now",
     "served",
     "trigger_settings",
     "until",
@@ -100,6 +104,30 @@ async def audit_all(
             return ids
         ids.append((await recv_type(ws, "audit_action", timeout=10))["data"]["id"])
     raise AssertionError(f"not every one of {sorted(expected)} among {len(ids)}")
+
+
+async def polls_after_now(stats: AdminStats, n: int = 2) -> None:
+    """Wait for ``n`` more watcher queries: whatever was committed before is out."""
+    target = stats.feed.watcher.queries + n
+    await until(lambda: stats.feed.watcher.queries >= target, f"{n} more watcher queries")
+
+
+async def audit_through_sentinel(stats: AdminStats, ws: ClientConnection) -> tuple[list[str], str]:
+    """Once the watcher has polled past what is committed now, a ``record_action``
+    sentinel; the ``audit_action`` ids up to it, and its id."""
+    await polls_after_now(stats)
+    sentinel = str((await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1))["id"])
+    return await audit_until(ws, sentinel), sentinel
+
+
+def init_db(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m asgi_adminstats init-db *args``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "asgi_adminstats", "init-db", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def listening(stats: AdminStats) -> Callable[[], bool]:
