@@ -276,19 +276,14 @@ class AdminStats:
             logger.error(self._auto.not_started())
             self.metrics.tally.attempts["rejected", "not_started"] += 1
             await deny(websocket, 503, "adminstats is not started (see the server log)")
-        else:
-            await self._serve_websocket(websocket, send)
-
-    async def _serve_websocket(self, websocket: WebSocket, send: Send) -> None:
-        ip = await self._admission.admit(websocket)
-        if ip is None:
-            return
-        await Session(
-            StarletteTransport(websocket, send),
-            settings=self.settings,
-            verifier=self._verifier,
-            hub=self.hub,
-            client_ip=ip,
-            tally=self.metrics.tally,
-            replay=self.audit.since,
-        ).run(pending=self._admission.pending)
+        # Served in this frame, not a helper's: a frame less held by every open connection.
+        elif (ip := await self._admission.admit(websocket)) is not None:
+            await Session(
+                StarletteTransport(websocket, send),
+                settings=self.settings,
+                verifier=self._verifier,
+                hub=self.hub,
+                client_ip=ip,
+                tally=self.metrics.tally,
+                replay=self.audit.since,
+            ).run(pending=self._admission.pending)

@@ -17,6 +17,9 @@ Scenarios (``--scenario``, repeatable; default all, in this order):
   when 1% of the clients stop reading.
 - ``audit`` (bench/scenario_audit.py): audit action -> client receipt at N=1000 on the
   memory, Redis and PostgreSQL buses.
+- ``workers`` (bench/scenario_workers.py; not in the default order, only by name:
+  ``--scenario workers --out bench/results/workers``): deliveries per second at N=5000 on
+  a Redis bus with one server process and with ``uvicorn --workers 2``.
 
 Each server runs in its own process on CPU 0; this process is the load generator
 (bench/loadgen.py) on CPU 1. Results: bench/results/fanout.json and fanout.md when the
@@ -44,11 +47,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 import scenario_audit  # noqa: F401  (registers "audit")
 import scenario_during  # noqa: F401  (registers "during")
 import scenario_stalled  # noqa: F401  (registers "stalled")
+import scenario_workers  # noqa: F401  (registers "workers"; not in ORDER)
 from harness import SCENARIOS, Case, Section
 from report import build, markdown, package_digest
 from scenario_fanout import SUMS, grid, section
 from server_process import snapshot_file
-from servers import KINDS, WS_CHOICES, pin, raise_fd_limit
+from servers import KINDS, LOOP_CHOICES, WS_CHOICES, pin, raise_fd_limit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("fanout", "during", "stalled", "audit")
@@ -129,6 +133,10 @@ def main() -> None:
     )
     parser.add_argument("--ws", choices=WS_CHOICES, default="auto", help="uvicorn's ws option")
     parser.add_argument("--no-deflate", action="store_true", help="servers refuse deflate")
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default="uvloop", help="servers' loop")
+    parser.add_argument(
+        "--setting", action="append", default=[], help="adminstats: NAME=VALUE (repeatable)"
+    )
     parser.add_argument("--note", default="", help="a line for the results (what was tested)")
     parser.add_argument("--out", type=Path, help="results path prefix (see above)")
     args = parser.parse_args()
@@ -138,7 +146,14 @@ def main() -> None:
     ]
     args.reps = args.reps or (1 if args.smoke else 3)  # fanout's; the others have their own
     args.publishes = args.publishes or (2 if args.smoke else 20)
-    args.server_args = ("--ws", args.ws, *(("--no-deflate",) if args.no_deflate else ()))
+    args.server_args = (
+        "--ws",
+        args.ws,
+        "--loop",
+        args.loop,
+        *(f"--setting={item}" for item in args.setting),
+        *(("--no-deflate",) if args.no_deflate else ()),
+    )
     if args.out is None and not args.smoke:
         args.out = RESULTS / ("fanout" if "fanout" in args.scenario else "scenarios")
     limit = raise_fd_limit()

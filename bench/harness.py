@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -106,6 +107,7 @@ async def connected(
         await count_until(server, lambda count: count == 0, timeout=5)
         await asyncio.sleep(case.settle)
         rss_before = server.rss()
+        objects_before = json.loads(await server.command("gc"))["tracked_objects"]
         clients = Clients(
             "127.0.0.1",
             server.port,
@@ -131,6 +133,12 @@ async def connected(
                 "deflate_negotiated": sum(c.deflate for c in clients.conns),
                 "rss_before_kib": round(rss_before / 1024),
                 "rss_per_conn_kib": round((server.rss() - rss_before) / case.n / 1024, 2),
+                # Objects the collector tracks (and a full collection walks), per client.
+                "gc_objects_per_conn": round(
+                    (json.loads(await server.command("gc"))["tracked_objects"] - objects_before)
+                    / case.n,
+                    1,
+                ),
             }
             yield server, clients, row
         finally:

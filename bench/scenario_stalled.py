@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import time
 from collections import Counter
@@ -170,6 +171,17 @@ def rss_figures(samples: list[tuple[float, int]], window: float) -> dict[str, An
     }
 
 
+def collections(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The server's full (generation 2) garbage collections over the window: how many,
+    and the longest pause (a pause lands in whichever publish it overlaps)."""
+    pauses = after["full_pauses_ms"][len(before["full_pauses_ms"]) :]
+    return {
+        "gc_full_pauses_ms": pauses,
+        "gc_longest_pause_ms": max(pauses, default=None),
+        "gc_tracked_objects": after["tracked_objects"],
+    }
+
+
 def closes(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
     """``adminstats_closes_total`` per code, over the window."""
     prefix = 'adminstats_closes_total{code="'
@@ -211,13 +223,13 @@ def report(rows: list[dict[str, Any]]) -> Section:
         "| N | stalled | healthy completion p50 / p99 / max ms | healthy delivery p50 / p99 ms "
         "| audit last client p50 / p99 ms | incomplete (late) publishes / audits "
         "| RSS first / max / last KiB | RSS growth after 10 s KiB (slope KiB/s) "
-        "| closes by code | connections at end "
+        "| full GCs in the window (longest ms) | closes by code | connections at end "
         "| stalled: server sockets (send queue) / clients' receive queues |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- " * 12 + "|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['n']} | {r['options']} | error: {r['error']} |" + " |" * 8)
+            lines.append(f"| {r['n']} | {r['options']} | error: {r['error']} |" + " |" * 9)
             continue
         k = r["stalled_kernel"]
         sockets = ", ".join(f"{n} {s}" for s, n in k["server_sockets"].items()) or "-"
@@ -231,6 +243,7 @@ def report(rows: list[dict[str, Any]]) -> Section:
             f"{r['incomplete_audits']} ({r['late_audits']}) "
             f"| {r['rss_first_kib']} / {r['rss_max_kib']} / {r['rss_last_kib']} "
             f"| {r['rss_growth_after_reference_kib']} ({r['rss_slope_kib_s']}) "
+            f"| {len(r.get('gc_full_pauses_ms', []))} ({cell(r.get('gc_longest_pause_ms'))}) "
             f"| {r['closes'] or '-'} | {r['connections_end']} "
             f"| {sockets} ({k['send_queue_total_kib']} KiB, max {k['send_queue_max_kib']})"
             f" / {k['client_receive_queue_total_kib']} KiB |"
@@ -296,6 +309,7 @@ async def stalled(case: Case) -> dict[str, Any]:
         healthy = clients.active
         records = await server.channel()
         before = await server.metrics()
+        gc_before = json.loads(await server.command("gc"))
         start = time.perf_counter() + 0.1
         published, recorded, rss = await asyncio.gather(
             _publishes(server, clients, start, window),
@@ -303,6 +317,7 @@ async def stalled(case: Case) -> dict[str, Any]:
             _rss(server, start, window),
         )
         after = await server.metrics()
+        row.update(collections(gc_before, json.loads(await server.command("gc"))))
         row.update(published)
         row.update(recorded)
         row.update(rss_figures(rss, window))

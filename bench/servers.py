@@ -20,16 +20,23 @@ Kinds (all serve ``ws://127.0.0.1:<port>/admin/ws``):
 uvicorn runs with its defaults (uvloop, ``ws="auto"``, permessage-deflate on) and the
 process is pinned to CPU 0. A plain TCP control port takes one command per line (one
 connection or several; each answers in order): ``info`` (JSON: pid, loop, ws),
-``count`` (clients registered for a publish), ``publish`` (fan one snapshot out; answers
-``ok``), ``record`` (adminstats only: ``record_action`` of one audit action, pushed to
-every ``notifications`` subscriber; answers ``ok``). A failed command answers
-``error ...``. ``bench/server_process.py`` starts a server as a subprocess and speaks
-that protocol.
+``count`` (clients registered for a publish), ``fanned K`` (adminstats: the stats
+fan-outs this process completed, answered once there are K), ``publish`` (fan one
+snapshot out; answers ``ok``), ``record`` (adminstats only: ``record_action`` of one
+audit action, pushed to every ``notifications`` subscriber; answers ``ok``). A failed
+command answers ``error ...``. ``bench/server_process.py`` starts a server as a
+subprocess and speaks that protocol.
 
 adminstats takes ``--setting NAME=VALUE`` over the bench's settings (e.g.
 ``broadcast_url=redis://...``, ``database_url=postgresql://...`` (its default schema is
 created there), ``heartbeat_interval=10``), and ``--audit-trigger`` installs the
 PostgreSQL audit trigger at start-up.
+
+``--workers K`` (adminstats, K > 1) runs it under uvicorn's own multi-process mode: K
+full AdminStats instances sharing the listening socket (give them a shared bus, e.g.
+``--setting broadcast_url=redis://127.0.0.1:6379/13``), each with its own control port
+written to ``<workdir>/control-<pid>.port`` (bench/workers.py; the harness side is
+bench/server_workers.py). ``--cpu -1``: not pinned.
 """
 
 from __future__ import annotations
@@ -52,9 +59,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gc_probe
+
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("adminstats", "seed", "chat", "bare", "welcome", "ceiling")
 WS_CHOICES = ("auto", "websockets", "websockets-sansio", "wsproto")  # ceiling: ignored
+LOOP_CHOICES = ("uvloop", "asyncio")
 PATH = "/admin/ws"
 SECRET = "bench-secret-" + "s" * 32  # HS256 needs >= 32 bytes
 SNAPSHOT_BYTES = 1500
@@ -79,9 +89,14 @@ def die_with_parent() -> None:
 
 def pin(cpu: int) -> bool:
     # One core each for server and load generator: neither steals the other's CPU.
-    if cpu not in os.sched_getaffinity(0) or (os.cpu_count() or 1) < 2:
+    # Not limited to the CPUs this process may use now: a server inherits the harness's
+    # own pinning (CPU 1), and checking against that kept every server on CPU 1 too.
+    if (os.cpu_count() or 1) < 2 or not 0 <= cpu < (os.cpu_count() or 1):
         return False
-    os.sched_setaffinity(0, {cpu})
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:  # not a CPU this container may use
+        return False
     return True
 
 
@@ -146,6 +161,34 @@ class Hooks:
     count: Callable[[], int]
     publish: Callable[[str], Awaitable[None]]
     record: Callable[[int], Awaitable[None]] | None = None  # one audit action
+    fanned: Callable[[int], Awaitable[int]] | None = None  # Fanouts.reach (adminstats)
+
+
+class Fanouts:
+    """Completed stats fan-outs of one AdminStats, counted as they complete: its
+    ``adminstats_fanout_seconds{channel="stats"}`` child, whose ``observe`` the hub calls
+    at the end of each fan-out (after writing to every idle client), wrapped. Reading the
+    histogram instead costs ~80 µs a look, and polling it skews what it measures."""
+
+    def __init__(self, child: Any) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+        observe = child.observe
+
+        def counted(amount: float, *args: Any, **kwargs: Any) -> None:
+            observe(amount, *args, **kwargs)
+            self.count += 1
+            self._changed.set()
+
+        child.observe = counted
+
+    async def reach(self, target: int) -> int:
+        """``fanned K``: the count once it is >= K (a publish's server side)."""
+        async with asyncio.timeout(60):
+            while self.count < target:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.count
 
 
 async def _answer(command: str, hooks: Hooks, texts: Texts, info: dict[str, Any]) -> str:
@@ -158,14 +201,24 @@ async def _answer(command: str, hooks: Hooks, texts: Texts, info: dict[str, Any]
         return "ok"
     if command == "count":
         return str(hooks.count())
+    if command.startswith("fanned ") and hooks.fanned is not None:
+        return str(await hooks.fanned(int(command.partition(" ")[2])))
     if command == "info":
         return json.dumps({**info, "loop": type(asyncio.get_running_loop()).__module__})
+    if command == "gc":
+        return gc_probe.answer()
+    if command == "gc-freeze":
+        return str(gc_probe.freeze())
     return f"error unknown command {command[:20]!r}"
 
 
 @contextlib.asynccontextmanager
 async def control(
-    port: int, hooks: Hooks, texts: Texts, info: dict[str, Any]
+    port: int,
+    hooks: Hooks,
+    texts: Texts,
+    info: dict[str, Any],
+    port_file: Path | None = None,
 ) -> AsyncIterator[None]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
@@ -177,6 +230,11 @@ async def control(
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", port)
+    if port_file is not None:  # a --workers worker: port 0, told to the harness this way
+        bound = server.sockets[0].getsockname()[1]
+        staging = port_file.with_suffix(".tmp")
+        staging.write_text(f"{bound}\n")
+        staging.rename(port_file)  # atomic: never read half-written
     try:
         yield
     finally:
@@ -191,6 +249,8 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
 
     info = {"pid": os.getpid(), "kind": kind, "ws": _uvicorn_ws(args.ws)}
     info["server_deflate"] = not args.no_deflate
+    info["cpus"] = sorted(os.sched_getaffinity(0))  # the pinning it actually got
+    info["workers"] = getattr(args, "workers", 1)
     routes: list[Any] = []
     inner: Callable[[Any], contextlib.AbstractAsyncContextManager[None]] | None = None
     clients: set[WebSocket] = set()
@@ -222,7 +282,8 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
             # The public way in: on the bus as the producer's snapshot would go.
             await stats.publish_snapshot(json.loads(text)["data"])
 
-        hooks = Hooks(lambda: stats.connections, publish, record)
+        fanouts = Fanouts(stats.metrics.fanout_seconds.labels("stats"))
+        hooks = Hooks(lambda: stats.connections, publish, record, fanouts.reach)
     elif kind == "seed":
 
         async def seed(websocket: WebSocket) -> None:
@@ -313,7 +374,10 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
         async with contextlib.AsyncExitStack() as stack:
             if inner is not None:
                 await stack.enter_async_context(inner(app))
-            await stack.enter_async_context(control(args.control_port, hooks, texts, info))
+            port_file = getattr(args, "control_file", None)
+            await stack.enter_async_context(
+                control(args.control_port, hooks, texts, info, port_file)
+            )
             yield
 
     return Starlette(routes=routes, lifespan=lifespan)
@@ -384,6 +448,7 @@ async def ceiling(args: argparse.Namespace, texts: Texts) -> None:
 
         info = {"pid": os.getpid(), "kind": "ceiling", "ws": "websockets.asyncio.server"}
         info["server_deflate"] = compression is not None
+        info["cpus"] = sorted(os.sched_getaffinity(0))
         async with control(
             args.control_port, Hooks(lambda: len(server.connections), publish), texts, info
         ):
@@ -397,9 +462,13 @@ def main() -> None:
     parser.add_argument("--control-port", type=int)
     parser.add_argument("--ws", choices=WS_CHOICES, default="auto", help="uvicorn's ws option")
     parser.add_argument("--no-deflate", action="store_true", help="ws_per_message_deflate=False")
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default="uvloop", help="the event loop")
     parser.add_argument("--snapshot", type=Path, help="the snapshot text (default: made here)")
     parser.add_argument("--workdir", type=Path, help="for the SQLite file (default: a temp dir)")
-    parser.add_argument("--cpu", type=int, default=0)
+    parser.add_argument("--cpu", type=int, default=0, help="pinned to it (-1: not pinned)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="adminstats: uvicorn worker processes (see below)"
+    )
     parser.add_argument(
         "--setting", action="append", default=[], help="adminstats: NAME=VALUE (repeatable)"
     )
@@ -412,6 +481,7 @@ def main() -> None:
         die_with_parent()
     raise_fd_limit()
     pin(args.cpu)
+    gc_probe.install()
     with contextlib.ExitStack() as stack:
         if args.workdir is None:
             args.workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -421,6 +491,9 @@ def main() -> None:
             template = asyncio.run(real_snapshot(args.workdir))
         texts = Texts(template)
         if args.kind == "ceiling":
+            if args.loop == "asyncio":
+                asyncio.run(ceiling(args, texts))
+                return
             import uvloop
 
             uvloop.run(ceiling(args, texts))  # the same loop as uvicorn's default, for fairness
@@ -429,10 +502,17 @@ def main() -> None:
 
         if args.kind == "adminstats":
             asyncio.run(_prepare_database(adminstats_settings(args).database_url))
-        app = starlette_kind(args.kind, args, texts)
-        options: dict[str, Any] = {} if args.ws == "auto" else {"ws": args.ws}
+        options: dict[str, Any] = {"loop": args.loop}
+        if args.ws != "auto":
+            options["ws"] = args.ws
         if args.no_deflate:
             options["ws_per_message_deflate"] = False
+        if args.workers > 1:  # uvicorn's own processes, each a full instance (bench/workers.py)
+            from workers import run_workers
+
+            run_workers(args, options, template)
+            return
+        app = starlette_kind(args.kind, args, texts)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", **options)
 
 

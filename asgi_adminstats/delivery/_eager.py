@@ -13,7 +13,7 @@ import types
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-__all__ = ["start_eagerly"]
+__all__ = ["finish", "start_eagerly"]
 
 
 def start_eagerly(awaitable: Awaitable[None]) -> asyncio.Task[None] | None:
@@ -30,14 +30,15 @@ def start_eagerly(awaitable: Awaitable[None]) -> asyncio.Task[None] | None:
         waiting = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, waiting))
+    return asyncio.get_running_loop().create_task(finish(coro, waiting))
 
 
 async def _wrap(awaitable: Awaitable[None]) -> None:
     await awaitable  # an ASGI send may be any awaitable, not only a coroutine
 
 
-async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+async def finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run ``coro`` on from where it yielded ``waiting`` to its end, as a Task would."""
     try:
         while True:
             if waiting is None:  # a bare yield (asyncio.sleep(0)): one loop turn

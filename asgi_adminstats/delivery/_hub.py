@@ -18,8 +18,10 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
+from ._fanout import fan_out
 from ._outbox import Close, Outbox
 from ._tick import StatsTick
 
@@ -27,8 +29,10 @@ __all__ = ["Hub", "Member"]
 
 
 class Member(Protocol):
-    subscriptions: set[str]
     outbox: Outbox
+
+    @property
+    def subscriptions(self) -> AbstractSet[str]: ...
 
     @property
     def sub(self) -> str | None: ...
@@ -173,12 +177,8 @@ class Hub:
 
 
 def _deliver_tick(tick: StatsTick, members: list[Member]) -> None:
-    for member in members:
-        if "stats" in member.subscriptions:
-            member.outbox.put_tick(tick)
+    fan_out(members, "stats", "stats", Outbox.offer_tick, tick)
 
 
 def _deliver_notification(text: str, members: list[Member]) -> None:
-    for member in members:
-        if "notifications" in member.subscriptions:
-            member.outbox.put_notification(text)
+    fan_out(members, "notifications", "audit_action", Outbox.offer_notification, text)

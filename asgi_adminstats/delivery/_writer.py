@@ -35,7 +35,7 @@ class Writer:
     `connected`, until it closes); before and after, they only queue."""
 
     # Slots: one per session, and thousands of sessions sit idle.
-    __slots__ = ("_gone", "_name", "_serving", "_sink", "_tally", "_writing", "outbox")
+    __slots__ = ("_gone", "_name", "_serving", "_tally", "_writing", "outbox", "ready", "sink")
 
     def __init__(
         self,
@@ -49,12 +49,15 @@ class Writer:
         """``name``: the session's, for the log. ``gone``: what ``sink`` raises when the
         client left (not a failure: the session's reader sees it and ends the session)."""
         # The sink, not its bound send_text: one object fewer per session.
-        self._sink = sink
+        self.sink = sink
         self._tally = tally
         self._name = name
         self._gone = gone
-        self.outbox = Outbox(notification_limit, express=self._write_now, wake=self._drain_soon)
+        self.outbox = Outbox(
+            notification_limit, express=self._write_now, wake=self._drain_soon, direct=self
+        )
         self._serving = False  # frames may be written (after `connected`, until closing)
+        self.ready = False  # serving and nothing being written: a send may start now
         # The write in progress, if any: a direct write that had to wait for room, or
         # the drain of what queued meanwhile. None for an idle session (most of them).
         self._writing: asyncio.Task[None] | None = None
@@ -67,13 +70,14 @@ class Writer:
     def start(self) -> None:
         """Write from now on, first what queued before."""
         self._serving = True
+        self.ready = self._writing is None
         if self.outbox.has_frames():
             self._drain_soon()
 
     def stop(self) -> asyncio.Task[None] | None:
         """Write no more (frames only queue); the write in progress, if any, is cancelled
         and returned for the caller to await beside its own tasks."""
-        self._serving = False
+        self._serving = self.ready = False
         writing = self._writing
         if writing is not None:
             writing.cancel()
@@ -85,16 +89,16 @@ class Writer:
         The send runs in the caller (the hub's fan-out, the reader, a timer) until it
         would wait; only then does it get a task, and frames queue behind it in order.
         """
-        if not self._serving or self._writing is not None:
+        if not self.ready:
             return False
         try:
-            task = start_eagerly(self._sink.send_text(text))
+            task = start_eagerly(self.sink.send_text(text))
         except self._gone:
             return True  # the client left: the reader sees it and ends the session
         except Exception as exc:  # never let one session break a fan-out to the others
             self._write_failed(exc)
             return True
-        self._count(lane, text)
+        self.sent(lane, text)
         if task is not None:
             self._track(task)
         return True
@@ -107,15 +111,32 @@ class Writer:
     async def _drain(self) -> None:
         while (item := self.outbox.pop()) is not None:
             lane, text = item
-            await self._sink.send_text(text)
-            self._count(lane, text)
+            await self.sink.send_text(text)
+            self.sent(lane, text)
+
+    # --- as a fan-out's Direct (see _fanout) ---
+
+    def sent(self, lane: str, text: str) -> None:
+        tally = self._tally
+        tally.sent[lane] += 1
+        # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
+        tally.sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())
+
+    def failed(self, exc: Exception) -> None:
+        if not isinstance(exc, self._gone):  # a client that left is the reader's to see
+            self._write_failed(exc)
+
+    def adopt(self, task: asyncio.Task[None]) -> None:
+        self._track(task)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._writing = task
+        self.ready = False
         task.add_done_callback(self._written)
 
     def _written(self, task: asyncio.Task[None]) -> None:
         self._writing = None
+        self.ready = self._serving
         if task.cancelled():
             return
         exc = task.exception()
@@ -128,8 +149,3 @@ class Writer:
     def _write_failed(self, exc: BaseException) -> None:
         logger.error("session %s: a write failed", self._name, exc_info=exc)
         self.outbox.close(Close.of(CloseCode.INTERNAL_ERROR))
-
-    def _count(self, lane: str, text: str) -> None:
-        self._tally.sent[lane] += 1
-        # isascii() is O(1) in CPython: no encoding per frame for ASCII JSON.
-        self._tally.sent_bytes[lane] += len(text) if text.isascii() else len(text.encode())

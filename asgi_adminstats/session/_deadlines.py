@@ -63,10 +63,11 @@ class Expiry:
     """``warn(exp)`` ``margin`` seconds before the token's ``exp``, ``expire()`` at it.
 
     ``set()`` again with a refreshed token's ``exp`` replaces both; ``None`` (an
-    introspected token without ``exp``) sets neither.
+    introspected token without ``exp``) sets neither. One timer at a time: the expiry's
+    is set when the warning fires.
     """
 
-    __slots__ = ("_expire", "_margin", "_timers", "_warn")
+    __slots__ = ("_expire", "_margin", "_timer", "_warn")
 
     def __init__(
         self, margin: float, *, warn: Callable[[float], None], expire: Callable[[], None]
@@ -74,20 +75,25 @@ class Expiry:
         self._margin = margin
         self._warn = warn
         self._expire = expire
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def set(self, exp: float | None) -> None:
         self.stop()
         if exp is None:
             return
-        loop = asyncio.get_running_loop()
-        now = time.time()
-        self._timers = [
-            loop.call_later(max(0.0, exp - self._margin - now), self._warn, exp),
-            loop.call_later(max(0.0, exp - now), self._expire),
-        ]
+        delay = max(0.0, exp - self._margin - time.time())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._warned, exp)
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _warned(self, exp: float) -> None:
+        delay = max(0.0, exp - time.time())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expired)
+        self._warn(exp)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._expire()

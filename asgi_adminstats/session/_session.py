@@ -1,6 +1,10 @@
 """One admin connection: authentication (``Handshake``), then the reader, heartbeat,
 expiry and re-check, while a ``delivery.Writer`` writes what the outbox is given.
 
+The session reads in the task the server runs it in (``Interruptible``): a close asked
+for meanwhile (heartbeat, expiry, an overflowing outbox, a failed write, shutdown)
+stops that read.
+
 The session only speaks the protocol; what it sends comes from the hub (stats,
 notifications) and what it needs to know comes in as arguments; its socket is a
 ``Transport``.
@@ -9,6 +13,7 @@ notifications) and what it needs to know comes in as arguments; its socket is a
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +29,8 @@ from ..settings import Settings
 from ..telemetry import Tally, get_logger
 from ._credential import Credential
 from ._deadlines import Expiry, Heartbeat
-from ._handshake import Admitted, Handshake, too_big
+from ._handshake import Handshake, too_big
+from ._interrupt import Interrupted, Interruptible
 from ._transport import GONE, Transport, close_within
 
 __all__ = ["Session"]
@@ -46,6 +52,7 @@ class Session:
         "_hub",
         "_ip",
         "_rate",
+        "_reading",
         "_replay",
         "_settings",
         "_tally",
@@ -79,21 +86,23 @@ class Session:
         self.id = uuid.uuid4().hex[:16]
         # Of a verified token only the subject is kept here, not the claims.
         self.sub: str | None = None
-        self.subscriptions: set[str] = set(settings.default_subscriptions)
+        # Shared and replaced, never changed in place: most sessions keep the default.
+        self.subscriptions: frozenset[str] = _initial(settings.default_subscriptions)
         self._writer = Writer(
             transport, settings.notification_queue, tally=tally, name=self.id, gone=GONE
         )
         self.outbox = self._writer.outbox
+        self._reading = Interruptible()
+        self.outbox.on_close = self._reading.interrupt
+        # Bound methods, not lambdas: a closure each costs a session ~0.2 KiB more.
         self._heartbeat = Heartbeat(
             settings.heartbeat_interval,
             settings.heartbeat_timeout,
-            ping=lambda: self.outbox.put_control(protocol.ping()),
-            on_timeout=lambda: self.outbox.close(Close.of(CloseCode.TIMEOUT, "timeout: no pong")),
+            ping=self._ping,
+            on_timeout=self._timed_out,
         )
         self._expiry = Expiry(
-            settings.token_refresh_margin,
-            warn=self._warn_expiring,
-            expire=lambda: self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, TOKEN_EXPIRED)),
+            settings.token_refresh_margin, warn=self._warn_expiring, expire=self._expired
         )
         self._rate = TokenBucket(settings.message_rate, settings.message_burst)
         # After the handshake: expiry, refresh, and an introspected token's re-check.
@@ -117,35 +126,56 @@ class Session:
                 connection_id=self.id,
                 close=self._close,
             ).authenticate(pending)
-            if admitted is not None:
-                self.sub = admitted.identity.sub
-                await self._serve_authenticated(admitted)
+            if admitted is None:
+                return
+            self.sub = admitted.identity.sub
+            source = admitted.source
+            # From here the token (an introspected one, for its re-check) and its claims
+            # are the credential's only: not this frame's, which lasts as long as we do.
+            self._credential.keep(admitted.token, admitted.identity)
+            del admitted
+            try:
+                await self._serve_authenticated(source)
+            finally:
+                self._credential.stop()
         except GONE:
             logger.debug("connection %s: the client left mid-handshake", self.id)
         finally:
             self._hub.sockets -= 1
 
-    async def _serve_authenticated(self, admitted: Admitted) -> None:
+    async def _serve_authenticated(self, source: str) -> None:
         started = time.monotonic()
         # Negotiated in the handshake, so the first snapshot already carries its seq.
         self.outbox.deltas = protocol.wants_deltas(self._transport.scope.get("subprotocols"))
-        connected = self._connected_message()
-        await self._transport.send_first(connected)
-        self._tally.attempts["accepted", "-"] += 1
-        self._tally.sent["control"] += 1
-        self._tally.sent_bytes["control"] += len(connected.encode())
+        await self._send_connected()
         self._hub.add(self)
         accepted = "connection accepted: sub=%s client=%s connection=%s token_via=%s"
-        connections.info(accepted, self.sub, self._ip, self.id, admitted.source)
+        connections.info(accepted, self.sub, self._ip, self.id, source)
+        # Read until the client leaves or a close is asked for (timers, overflow, a
+        # failed write, shutdown); in this frame: one frame less per open connection.
+        self._writer.start()
+        self._heartbeat.start()
         try:
-            close = await self._serve(admitted)
+            close = await self._read_until_closed()
         finally:
+            self._heartbeat.stop()
+            writing = self._writer.stop()  # from here on, frames only queue
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
             self._hub.discard(self)
         if close is not None:
             await self._close(close)
         closed = "connection closed: sub=%s client=%s connection=%s code=%s duration=%.1fs"
         code = close.code if close else "client"
         connections.info(closed, self.sub, self._ip, self.id, code, time.monotonic() - started)
+
+    async def _send_connected(self) -> None:
+        # Its own frame: the text is not held for the session's lifetime.
+        connected = self._connected_message()
+        await self._transport.send_first(connected)
+        self._tally.attempts["accepted", "-"] += 1
+        self._tally.sent["control"] += 1
+        self._tally.sent_bytes["control"] += len(connected.encode())
 
     def _connected_message(self) -> str:
         assert self.sub is not None  # set before a session is served
@@ -161,39 +191,32 @@ class Session:
     def _subscription_list(self) -> list[str]:
         return [name for name in protocol.SUBSCRIPTIONS if name in self.subscriptions]
 
-    async def _serve(self, admitted: Admitted) -> Close | None:
-        """Read until the client leaves or a close is asked for (by the heartbeat, the
-        token's expiry, an overflowing outbox, a failed write, or shutdown). Writing
-        needs no task of its own while nothing waits (see ``Writer._write_now``)."""
-        self._writer.start()
-        reader = asyncio.create_task(self._read())
-        closing = self.outbox.closing()
-        self._heartbeat.start()
-        self._credential.keep(admitted.token, admitted.identity)
+    async def _read_until_closed(self) -> Close | None:
         try:
-            watched: list[asyncio.Future[Any]] = [reader, closing]
-            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._heartbeat.stop()
-            self._credential.stop()
-            reader.cancel()
-            writing = self._writer.stop()  # from here on, frames only queue
-            tasks: list[asyncio.Task[Any]] = [reader] if writing is None else [reader, writing]
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if closing in done:
-            return closing.result()
-        exc = reader.exception()
-        if exc is None:
-            return reader.result()
-        if isinstance(exc, GONE):
-            return None
-        logger.error("session %s failed", self.id, exc_info=exc)
-        return Close.of(CloseCode.INTERNAL_ERROR)
+            result = await self._reading.run(self._read())
+        except Interrupted:
+            return self.outbox.requested_close
+        except GONE:
+            return self.outbox.requested_close
+        except Exception as exc:
+            logger.error("session %s failed", self.id, exc_info=exc)
+            return Close.of(CloseCode.INTERNAL_ERROR)
+        requested = self.outbox.requested_close
+        return requested if requested is not None else result
 
     async def _close(self, close: Close) -> None:
         self._tally.closes[close.code] += 1
         if not await close_within(self._transport, close, self._settings.heartbeat_timeout):
             logger.info("connection %s: close frame not taken by the client", self.id)
+
+    def _ping(self) -> None:
+        self.outbox.put_control(protocol.ping())
+
+    def _timed_out(self) -> None:
+        self.outbox.close(Close.of(CloseCode.TIMEOUT, "timeout: no pong"))
+
+    def _expired(self) -> None:
+        self.outbox.close(Close.of(CloseCode.UNAUTHORIZED, TOKEN_EXPIRED))
 
     def _warn_expiring(self, exp: float) -> None:
         expires_at = datetime.fromtimestamp(exp, UTC)
@@ -201,7 +224,7 @@ class Session:
 
     async def _read(self) -> Close | None:
         limit = self._settings.max_message_bytes
-        while True:
+        while self.outbox.requested_close is None:
             message = await self._transport.receive()
             if message["type"] == "websocket.disconnect":
                 return None
@@ -223,6 +246,7 @@ class Session:
             close = await self._handle(parsed)
             if close is not None:
                 return close
+        return self.outbox.requested_close
 
     def _reply_error(self, code: str, message: str) -> None:
         self.outbox.put_control(protocol.error(code=code, message=message))
@@ -234,14 +258,14 @@ class Session:
             case protocol.Pong():
                 self._heartbeat.pong()
             case protocol.Subscribe(subscriptions=names, since=since):
-                self.subscriptions.update(names)
+                self.subscriptions = self.subscriptions.union(names)
                 self._confirm_subscriptions()
                 if "stats" in names:
                     self._hub.send_latest(self)  # in full: also how a client resyncs
                 if since is not None and "notifications" in self.subscriptions:
                     await self._replay_since(since)
             case protocol.Unsubscribe(subscriptions=names):
-                self.subscriptions.difference_update(names)
+                self.subscriptions = self.subscriptions.difference(names)
                 if "stats" in names:
                     self.outbox.drop_stats()
                 self._confirm_subscriptions()
@@ -267,3 +291,8 @@ class Session:
     def _confirm_subscriptions(self) -> None:
         reply = protocol.subscribed(subscriptions=self._subscription_list())
         self.outbox.put_control(reply)
+
+
+@functools.lru_cache(maxsize=8)
+def _initial(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(names)

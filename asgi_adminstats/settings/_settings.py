@@ -117,7 +117,7 @@ class Settings:
     protect_endpoints: bool = False
     # Sessions handed a message per event-loop turn: a 5000-client fan-out yields between
     # slices so a handshake or an audit push is not held up for the whole of it.
-    fanout_slice: int = 16
+    fanout_slice: int = 64
     # Start on the first request (or record_action) when no lifespan started the component:
     # daphne sends no lifespan. Off: such requests get 503 until a lifespan runs.
     auto_start: bool = True

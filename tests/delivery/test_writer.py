@@ -2,8 +2,7 @@
 written, queued in order behind a write that waits for the socket, drained by a task
 that exists only while there is something to drain.
 
-A stand-in makes a write wait on cue (a real server does so only when the kernel's and
-the transport's buffers are full: bench/stalled_reader.py covers that).
+A stand-in (helpers.sinks) makes a write wait on cue.
 """
 
 from __future__ import annotations
@@ -16,35 +15,11 @@ import pytest
 from asgi_adminstats.delivery import Close, Writer
 from asgi_adminstats.telemetry import Tally
 
-
-class Sink:
-    """Records written frames; ``room`` cleared makes the next write wait for it."""
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-        self.room = asyncio.Event()
-        self.room.set()
-        self.error: Exception | None = None  # raised before the write waits
-        self.late_error: Exception | None = None  # raised once it found room
-
-    async def send_text(self, text: str) -> None:
-        if self.error is not None:
-            raise self.error
-        await self.room.wait()
-        if self.late_error is not None:
-            raise self.late_error
-        self.frames.append(text)
+from helpers.sinks import Sink, settle
 
 
 def writer_on(sink: Sink, tally: Tally | None = None) -> Writer:
     return Writer(sink, 100, tally=tally or Tally(), name="s-1", gone=(OSError,))
-
-
-async def settle(sink: Sink, count: int) -> None:
-    for _ in range(200):
-        if len(sink.frames) >= count:
-            return
-        await asyncio.sleep(0.001)
 
 
 async def idle(writer: Writer) -> None:
