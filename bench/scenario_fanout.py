@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,17 @@ async def fanout(case: Case) -> dict[str, Any]:
         await asyncio.sleep(case.settle)
         after = server.rss() / 1024 - row["rss_before_kib"]
         row["rss_after_publish_per_conn_kib"] = round(after / case.n, 2)
+        # The full collection every Python server is due once N clients came in goes
+        # here, for every kind: the series measures delivery, not where that one lands.
+        row["gc_settle_ms"] = float(await server.command("gc-collect"))
+        collected = json.loads(await server.command("gc"))
         cpu = server.cpu_seconds()
         rounds: list[Round] = []
         while len(rounds) < case.publishes and (not rounds or rounds[-1].complete):
             rounds.append(await publish_round(server, clients, case.n))
         cpu = server.cpu_seconds() - cpu
+        full = json.loads(await server.command("gc"))["full_pauses_ms"]
+        row["gc_full_in_series_ms"] = full[len(collected["full_pauses_ms"]) :]
         expected = WELCOME.get(case.kind, 0) + 1 + len(rounds)  # per connection
         await clients.wait_frames(expected, timeout=2)  # stragglers of a stuck round
         delivered = sum(r.received for r in rounds)

@@ -207,6 +207,8 @@ async def _answer(command: str, hooks: Hooks, texts: Texts, info: dict[str, Any]
         return json.dumps({**info, "loop": type(asyncio.get_running_loop()).__module__})
     if command == "gc":
         return gc_probe.answer()
+    if command == "gc-collect":
+        return gc_probe.collect()
     if command == "gc-freeze":
         return str(gc_probe.freeze())
     return f"error unknown command {command[:20]!r}"

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "PROVIDER_VARIABLES",
     "Config",
+    "app_from_env",
     "default_origins",
     "load_config",
     "main",
@@ -181,6 +182,31 @@ def _provider_lines(settings: Settings) -> list[str]:
         wanted += [f"aud {settings.jwt_audience!r}"] if settings.jwt_audience else []
         lines.append(f"  Tokens must carry {' and '.join(wanted)}")
     return lines
+
+
+def app_from_env() -> Starlette:
+    """The sample app for ``uvicorn --factory sample_app.__main__:app_from_env``, e.g.
+    with ``--workers 2`` (README, "Several worker processes").
+
+    Every worker builds its own copy: the secret must come from ``ADMINSTATS_JWT_SECRET``
+    (or a provider), not be generated per worker, or each would refuse the others'
+    tokens. ``HOST``/``PORT`` (default 127.0.0.1:8000) give the default allowed origins;
+    ``SAMPLE_SIMULATE=1`` runs the fake traffic (in every worker).
+    """
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    config = load_config(host, port, dev=False)
+    if config.generated_secret:
+        raise SettingsError(
+            "ADMINSTATS_JWT_SECRET: set it (the same in every worker) to run the sample "
+            "app under uvicorn --factory, or configure an identity provider",
+            "jwt_secret",
+        )
+    simulate = os.environ.get("SAMPLE_SIMULATE", "").strip().lower() in _TRUE
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    return create_app(
+        config.settings, database_url=config.database_url, dev=config.dev, simulate=simulate
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,13 +22,13 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from asgi_adminstats import AdminStats, Settings, create_default_schema, mint_token
+from asgi_adminstats import AdminStats, Settings, mint_token
 from asgi_adminstats.auth import AuthError, Identity
 from asgi_adminstats.db import async_url, statement
 from asgi_adminstats.protocol import CloseCode
 
 from . import simulator
-from .db import seed
+from .db import prepare
 
 __all__ = ["STATIC_DIR", "WS_PATH", "create_app"]
 
@@ -176,8 +176,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         traffic: asyncio.Task[None] | None = None
         try:
-            await create_default_schema(engine)
-            await seed(engine)
+            await prepare(engine)  # once, also with several workers
             if simulate:
                 traffic = asyncio.create_task(simulator.simulate(engine), name="sample-traffic")
             # Given the app, the component also routes the bare /admin/ws (no slash).

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from asgi_adminstats import create_default_schema
 from asgi_adminstats.db import statement, utcnow_naive
 
-__all__ = ["seed"]
+__all__ = ["prepare", "seed"]
+
+_PREPARE_ATTEMPTS = 5
 
 USERS = 500
 PLAYERS = 1200
@@ -243,3 +248,20 @@ async def seed(engine: AsyncEngine) -> bool:
         await _sessions(db, rng, now, users)
         await _audit(db, rng, now, users, players)
     return True
+
+
+async def prepare(engine: AsyncEngine) -> None:
+    """The default schema and the demo rows, once, however many workers start at once.
+
+    ``uvicorn --workers 2`` starts two copies on one database: one seeds, the other's
+    insert fails on a unique key (or SQLite's lock) and, tried again, finds the rows.
+    """
+    for attempt in range(1, _PREPARE_ATTEMPTS + 1):
+        try:
+            await create_default_schema(engine)
+            await seed(engine)
+            return
+        except DBAPIError:
+            if attempt == _PREPARE_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.2 * attempt)  # the other worker's transaction ends

@@ -1,0 +1,113 @@
+"""The README's several-workers command: ``uvicorn --factory
+sample_app.__main__:app_from_env --workers 2`` on a Redis bus, from a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from asgi_adminstats import SettingsError, mint_token
+from sample_app.__main__ import app_from_env
+
+from helpers import services
+from support.loopback import client, recv, recv_type
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "workers-secret-" + "w" * 32
+CLIENTS = 8
+
+
+def test_the_factory_wants_a_shared_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ADMINSTATS_"):
+            monkeypatch.delenv(name)
+    with pytest.raises(SettingsError, match="ADMINSTATS_JWT_SECRET"):
+        app_from_env()
+
+
+@contextlib.asynccontextmanager
+async def workers(tmp_path: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADMINSTATS_")}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'game.db'}",  # fresh: both workers prepare it
+        PORT=str(port),
+        ADMINSTATS_JWT_SECRET=SECRET,
+        ADMINSTATS_BROADCAST_URL=services.REDIS_URL,
+        ADMINSTATS_CHANNEL_PREFIX=f"workers_{uuid.uuid4().hex[:8]}",
+        ADMINSTATS_STATS_INTERVAL="1",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "uvicorn", "--factory", "sample_app.__main__:app_from_env"),
+        *("--workers", "2", "--port", str(port), "--no-proxy-headers"),
+        *("--ws", "asgi_adminstats.server:HardenedWebSocketProtocol", "--ws-max-size", "8192"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+
+
+async def _started_workers(proc: asyncio.subprocess.Process) -> set[str]:
+    """The worker pids uvicorn reports, once both finished their start-up."""
+    assert proc.stderr is not None
+    pids: set[str] = set()
+    started = 0
+    async with asyncio.timeout(30):
+        while started < 2:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "uvicorn exited during start-up"
+            if found := re.search(r"Started server process \[(\d+)\]", line):
+                pids.add(found.group(1))
+            started += "Application startup complete" in line
+    return pids
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    while await proc.stderr.readline():  # the workers' log: a full pipe would stop them
+        pass
+
+
+@pytest.mark.once  # real worker processes: the README's command runs it
+async def test_two_workers_on_redis_serve_every_client_every_push(tmp_path: Path) -> None:
+    services.require("redis")
+    port = services.free_port()
+    async with workers(tmp_path, port) as proc:
+        assert len(await _started_workers(proc)) == 2  # both prepared the same database
+        draining = asyncio.create_task(_drain(proc))
+        admin = mint_token(SECRET, sub="mod-1")
+        origin = f"http://127.0.0.1:{port}"
+        url = f"ws://127.0.0.1:{port}/admin/ws"
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [
+                await stack.enter_async_context(client(url, tok=admin, origin=origin))
+                for _ in range(CLIENTS)
+            ]
+            for ws in sockets:
+                assert (await recv(ws))["type"] == "connected"
+                # The one producer's tick, through Redis, reaches each worker's clients.
+                await recv_type(ws, "stats_update", timeout=10)
+                await recv_type(ws, "stats_update", timeout=10)
+            async with httpx2.AsyncClient(base_url=origin) as http:
+                response = await http.post(
+                    "/admin/api/players/7/ban", headers={"Authorization": f"Bearer {admin}"}
+                )
+            assert response.status_code == 200
+            pushed = [(await recv_type(ws, "audit_action", timeout=10))["data"] for ws in sockets]
+        assert pushed == [response.json()] * CLIENTS
+        draining.cancel()
