@@ -125,8 +125,10 @@ async def test_memory_bus_rows_from_another_process_arrive_once(
             forwarded, polled = listener.forwarded, watcher.published
             sentinel = (await stats.record_action("UNBAN_PLAYER", "alice", "PLAYER", 1))["id"]
             assert await audit_until(ws, sentinel) == [sentinel]
-        assert got == written
-        assert forwarded + polled == len(written)
+        assert got == written  # each once, in order, to the client
+        # On the bus a row may go twice: the poll that catches up after the listener
+        # (re)connects can read a row the listener forwards too; the feed drops the copy.
+        assert forwarded + polled >= len(written)
         if interval == SLOW:
             assert forwarded == len(written)
 
@@ -147,8 +149,9 @@ async def test_a_lost_listener_heals_and_rows_still_arrive_once(
                     f"{settings.channel_prefix}-audit-listen%",
                 )
                 assert killed == 1
-                await until(lambda: not listening(stats)(), "the listener noticing")
-                during = await insert_in_another_process(pg_url, 3)  # polled meanwhile
+                # Polled while it is down, or caught up by the poll after it is back: the
+                # reconnect can be quicker than any check of the down state (0.0 s in CI).
+                during = await insert_in_another_process(pg_url, 3)
                 await until(listening(stats), "the listener back")
                 after = await insert_in_another_process(pg_url, 3)
                 got = await audit_until(ws, after[-1])
