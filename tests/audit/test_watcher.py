@@ -172,7 +172,9 @@ async def test_only_the_producer_queries_and_a_takeover_resumes(tmp_path: Path) 
         common = {
             "broadcast_url": redis.url,
             "channel_prefix": f"w{uuid.uuid4().hex[:8]}",
-            "stats_interval": 0.2,
+            # The lease lasts 1.5 ticks: at 0.2 s a loaded CI machine once let it lapse
+            # and B led for a moment; the takeover below is waited for, not timed.
+            "stats_interval": 0.5,
             "audit_watch_interval": WATCH,
         }
         a, b = (
