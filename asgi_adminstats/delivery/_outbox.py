@@ -109,15 +109,17 @@ class Outbox:
         self.deltas = False
         self._held = -1  # seq of the last stats frame handed over (deltas on); -1: none
 
-    def _taken(self, lane: str, text: str) -> bool:
+    def _idle(self) -> bool:
+        """Nothing queued and no close asked for: a frame may overtake nothing."""
         return (
-            self._express is not None
-            and self._close is None
+            self._close is None
             and not self._control
             and not self._notifications
             and self._stats is None
-            and self._express(lane, text)
         )
+
+    def _taken(self, lane: str, text: str) -> bool:
+        return self._express is not None and self._idle() and self._express(lane, text)
 
     def _queued(self) -> None:
         if self._wake is not None:
@@ -135,15 +137,7 @@ class Outbox:
         self._queued()
 
     def _direct_ready(self) -> bool:
-        direct = self.direct
-        return (
-            direct is not None
-            and direct.ready
-            and self._close is None
-            and not self._control
-            and not self._notifications
-            and self._stats is None
-        )
+        return self.direct is not None and self.direct.ready and self._idle()
 
     def put_notification(self, text: str) -> None:
         if self._taken("audit_action", text):
