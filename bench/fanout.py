@@ -13,13 +13,15 @@ Scenarios (``--scenario``, repeatable; default all, in this order):
   adminstats, seed, chat, bare, ceiling) x N x permessage-deflate offered x repetitions.
 - ``during`` (bench/scenario_during.py): a new handshake and an audit push while a
   5000-client fan-out is under way, against the same with no fan-out.
-- ``stalled`` (bench/scenario_stalled.py): healthy clients' p99 and server RSS over 60 s
+- ``stalled`` (bench/scenario_stalled.py): healthy clients' p99 and server RSS over 120 s
   when 1% of the clients stop reading.
 - ``audit`` (bench/scenario_audit.py): audit action -> client receipt at N=1000 on the
   memory, Redis and PostgreSQL buses.
 - ``workers`` (bench/scenario_workers.py; not in the default order, only by name:
   ``--scenario workers --out bench/results/workers``): deliveries per second at N=5000 on
   a Redis bus with one server process and with ``uvicorn --workers 2``.
+- ``paired`` (bench/scenario_paired.py; only by name): CPU per delivery of adminstats and
+  the seed's loop, both servers up at once, publishes alternating (issue 13, goal 1).
 
 Each server runs in its own process on CPU 0; this process is the load generator
 (bench/loadgen.py) on CPU 1. Results: bench/results/fanout.json and fanout.md when the
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 
 import scenario_audit  # noqa: F401  (registers "audit")
 import scenario_during  # noqa: F401  (registers "during")
+import scenario_paired  # noqa: F401  (registers "paired"; not in ORDER)
 import scenario_stalled  # noqa: F401  (registers "stalled")
 import scenario_workers  # noqa: F401  (registers "workers"; not in ORDER)
 from harness import SCENARIOS, Case, Section
@@ -139,11 +142,18 @@ def main() -> None:
     )
     parser.add_argument("--note", default="", help="a line for the results (what was tested)")
     parser.add_argument("--out", type=Path, help="results path prefix (see above)")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="rewrite a result's .json and .md from its rows"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        render(args.render)
+        return
     args.scenario = args.scenario or [name for name in ORDER if name in SCENARIOS]
     args.scenario = [name for name in ORDER if name in args.scenario] + [
         name for name in args.scenario if name not in ORDER
     ]
+    args.asked = {"reps": args.reps, "publishes": args.publishes}  # before the defaults
     args.reps = args.reps or (1 if args.smoke else 3)  # fanout's; the others have their own
     args.publishes = args.publishes or (2 if args.smoke else 20)
     args.server_args = (
@@ -179,6 +189,21 @@ def main() -> None:
     print(text)
     if any("error" in row or any(row.get(key) for key in SUMS) for row in rows):
         sys.exit(1)
+
+
+def render(path: Path) -> None:
+    """The .json and .md of a finished run again, from its rows, with the report code as
+    it is now (a corrected summary or interval without running the servers again)."""
+    result = json.loads(path.read_text())
+    rows = result["runs"] + [r for s in result["scenarios"].values() for r in s["runs"]]
+    found = sections(rows, [n for n in SCENARIOS if any(r["scenario"] == n for r in rows)])
+    for name, part in found.items():
+        if name in result["scenarios"]:
+            result["scenarios"][name].update(summary=part.summary, targets=part.targets)
+        else:
+            result.update(summary=part.summary, targets=part.targets)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.with_suffix(".md").write_text(markdown(result, found))
 
 
 if __name__ == "__main__":

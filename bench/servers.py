@@ -8,7 +8,9 @@ Kinds (all serve ``ws://127.0.0.1:<port>/admin/ws``):
 
 - ``adminstats``: AdminStats on a Starlette host; a publish goes through the real path
   (the memory bus -> the instance's one subscription -> ``hub.publish_stats``).
-- ``seed``: the seed document's design: a set of sockets, ``await send`` to each in turn.
+- ``seed``: the seed document's design: per publish, the stats (the same ``data`` that
+  adminstats gets) made into one ``stats_update`` message (its ``JSON.stringify``), then a
+  set of sockets, ``await send`` to each in turn.
 - ``chat``: broadcaster's chat example: a subscription (queue + task) per socket.
 - ``bare``: accept and wait; the server's own idle memory per connection.
 - ``welcome``: ``bare`` that first sends what a dashboard gets on connecting (a
@@ -56,6 +58,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -299,8 +302,14 @@ def starlette_kind(kind: str, args: argparse.Namespace, texts: Texts) -> Any:
                 clients.discard(websocket)
 
         async def seed_publish(text: str) -> None:
-            # The seed's startStatsBroadcasting: one send after another, OPEN ones only
-            # (one that left meanwhile is skipped, as a browser-side ws.send would be).
+            # The seed's startStatsBroadcasting: the tick's stats (parsed here as the
+            # adminstats kind parses them: the same work in both) made into one message,
+            # then one send after another, OPEN ones only (one that left meanwhile is
+            # skipped, as a browser-side ws.send would be).
+            stats = json.loads(text)["data"]
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            message = {"type": "stats_update", "data": stats, "timestamp": now}
+            text = json.dumps(message, separators=(",", ":"))
             for client in list(clients):
                 if client.application_state == WebSocketState.CONNECTED:
                     with contextlib.suppress(WebSocketDisconnect, OSError):
