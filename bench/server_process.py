@@ -66,6 +66,12 @@ class Control:
     @classmethod
     async def open(cls, kind: str, port: int) -> Control:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Before the server listens, a connect to an ephemeral port can get that same
+        # port as its source and connect to itself (TCP simultaneous open): it then
+        # reads its own commands back ("control port answered 'info' to info").
+        if writer.get_extra_info("sockname") == writer.get_extra_info("peername"):
+            writer.close()
+            raise ConnectionRefusedError(f"{kind}: connected to itself on port {port}")
         return cls(kind, reader, writer)
 
     def send(self, command: str) -> None:
@@ -225,12 +231,12 @@ def _unchunk(body: bytes) -> bytes:
 
 async def _wait_listening(port: int) -> None:
     while True:  # bounded by the caller's timeout
-        try:
+        with contextlib.suppress(OSError):
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
+            if writer.get_extra_info("sockname") != writer.get_extra_info("peername"):
+                return  # not a connection to itself (see Control.open)
+        await asyncio.sleep(0.05)
 
 
 async def kill_group(proc: asyncio.subprocess.Process) -> None:
