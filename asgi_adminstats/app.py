@@ -18,7 +18,7 @@ from .audit import AuditFeed, AuditLog, PendingActions
 from .auth import Identity, TokenVerifier
 from .bus import Bus, BusStatus, Producer, create_broadcast, engine_of, masked_url
 from .db import HostDatabase, open_database
-from .delivery import Close, Hub
+from .delivery import Close, History, Hub
 from .errors import NotStartedError, StartupError
 from .protocol import CloseCode
 from .session import Session, StarletteTransport
@@ -69,6 +69,7 @@ class AdminStats:
         self.hub = Hub(
             slice_size=settings.fanout_slice,
             observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
+            history=History(n, settings.stats_interval) if (n := settings.history_points) else None,
         )
         self.audit = AuditLog(self._db, settings.queries)
         self._verifier = TokenVerifier(settings)
@@ -102,7 +103,11 @@ class AdminStats:
             lambda: metric_state(self.hub, self._admission.pending, self.bus_status, self.producer)
         )
         self._endpoints = Endpoints(
-            settings, self._verifier, health=self.health, metrics=self.metrics.render
+            settings,
+            self._verifier,
+            health=self.health,
+            metrics=self.metrics.render,
+            admission=self._admission.check,
         )
         self.started = False
         self._bare = BareRoutes(self)

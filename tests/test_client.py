@@ -34,29 +34,11 @@ from asgi_adminstats.client import (
 from asgi_adminstats.client._ids import RecentIds
 from asgi_adminstats.client._outcome import Ended, verdict
 
+from helpers.streams import gather_for, next_of
 from support.demo_db import prepare_database
 from support.loopback import client, closed, make_settings, starlette_host, token
 
 Message = dict[str, Any]
-
-
-async def next_of(stream: AdminStatsClient, type_: str, timeout: float = 5.0) -> Message:
-    """The next message of ``type_`` from the client, skipping others."""
-    async with asyncio.timeout(timeout):
-        async for message in stream:
-            if message["type"] == type_:
-                return message
-    raise AssertionError(f"the client stopped before a {type_!r} message")
-
-
-async def gather_for(stream: AdminStatsClient, seconds: float) -> list[Message]:
-    """Every message the client yields for ``seconds``."""
-    seen: list[Message] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for message in stream:
-                seen.append(message)
-    return seen
 
 
 def state(stream: AdminStatsClient) -> str:
@@ -564,7 +546,8 @@ async def test_tail_prints_readable_lines(start: Any) -> None:
     assert "online 2 users, 2 players" in stats_line
     assert " connections | " in stats_line and " MiB | up " in stats_line
     assert "db healthy" in stats_line and "test-1" in stats_line
-    assert "BAN_PLAYER by alice\\x1b[2J on PLAYER #" in action_line  # no escape reaches a tty
+    # No escape reaches a tty; the id shown is the audit row's.
+    assert "BAN_PLAYER by alice\\x1b[2J on PLAYER (audit #" in action_line
     assert "connected as alice" in err
     assert secret not in "\n".join(lines) + rest + err
 

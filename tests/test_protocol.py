@@ -18,6 +18,7 @@ from asgi_adminstats import protocol
 from asgi_adminstats.protocol import (
     Auth,
     CloseCode,
+    HistoryRequest,
     Ping,
     Pong,
     ProtocolError,
@@ -39,6 +40,9 @@ from asgi_adminstats.protocol import (
             '{"type": "unsubscribe", "subscriptions": ["notifications"]}',
             Unsubscribe(("notifications",)),
         ),
+        ('{"type": "history"}', HistoryRequest()),
+        ('{"type": "history", "since": 1735992000000}', HistoryRequest(1735992000000.0)),
+        ('{"type": "history", "since": 0.5}', HistoryRequest(0.5)),
     ],
 )
 def test_parses_every_client_message(text: str, expected: object) -> None:
@@ -58,6 +62,13 @@ def test_parses_every_client_message(text: str, expected: object) -> None:
         ('{"type": "subscribe", "subscriptions": [], "since": true}', "bad_message"),
         ('{"type": "subscribe", "subscriptions": ["x"]}', "invalid_subscription"),
         ('{"type": "stats_update"}', "unknown_type"),
+        ('{"type": "history", "since": "1735992000000"}', "bad_message"),
+        ('{"type": "history", "since": true}', "bad_message"),
+        ('{"type": "history", "since": -1}', "bad_message"),
+        ('{"type": "history", "since": 1e999}', "bad_message"),
+        ('{"type": "history", "since": NaN}', "bad_message"),
+        ('{"type": "history", "since": 253402300800000}', "bad_message"),
+        ('{"type": "history", "since": ' + "9" * 400 + "}", "bad_message"),
     ],
 )
 def test_rejects_with_the_documented_code(text: str, code: str) -> None:
@@ -133,6 +144,9 @@ _CONSTRUCTORS: dict[str, Callable[[dict[str, Any]], str]] = {
         expires_at=datetime.fromisoformat(ex["expiresAt"])
     ),
     "error": lambda ex: protocol.error(code=ex["code"], message=ex["message"]),
+    "history": lambda ex: protocol.history(
+        interval=ex["interval"], times=ex["times"], series=ex["series"]
+    ),
 }
 
 
@@ -205,6 +219,13 @@ def test_constructors_build_the_documented_examples(kind: str) -> None:
         (
             "error",
             '{"type":"error","code":"bad_message","message":"invalid JSON","timestamp":"T"}',
+        ),
+        (
+            "history",
+            '{"type":"history","interval":5,"times":[1735991990000,1735991995000,'
+            '1735992000000],"series":{"online.users":[44,45,45],"online.players":[32,32,32],'
+            '"system.database.latency":[41.5,null,45],"system.memory.used":[85,85,86]},'
+            '"timestamp":"T"}',
         ),
     ],
 )

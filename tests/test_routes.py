@@ -77,7 +77,14 @@ async def test_the_http_endpoints_answer_as_under_the_mount(start: Any, form: An
     assert [r.status_code for r in elsewhere] == [404, 404, 404]
 
 
-ENDPOINTS = ["/health", "/metrics", "/client.js", "/adminstats.js", "/use-admin-websocket.js"]
+ENDPOINTS = [
+    "/health",
+    "/metrics",
+    "/client.js",
+    "/adminstats.js",
+    "/use-admin-websocket.js",
+    "/admission",
+]
 
 
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
@@ -127,11 +134,13 @@ def test_the_routes_list_what_the_mount_serves(tmp_path: Path) -> None:
         "/admin/ws/",
         "/admin/ws/health",
         "/admin/ws/metrics",
+        "/admin/ws/admission",
         "/admin/ws/client.js",
         "/admin/ws/adminstats.js",
         "/admin/ws/use-admin-websocket.js",
         "/admin/ws/health/",
         "/admin/ws/metrics/",
+        "/admin/ws/admission/",
         "/admin/ws/client.js/",
         "/admin/ws/adminstats.js/",
         "/admin/ws/use-admin-websocket.js/",

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from asgi_adminstats import Settings, SettingsError
+from asgi_adminstats.settings import HISTORY_POINTS_MAX
 
 SECRET = "s" * 32
 
@@ -98,3 +99,36 @@ def test_overrides_win_over_env() -> None:
         {"ADMINSTATS_JWT_SECRET": SECRET, "ADMINSTATS_STATS_INTERVAL": "9"}, stats_interval=3.0
     )
     assert s.stats_interval == 3.0
+
+
+# --- history_seconds (issue 14, item 3) -------------------------------------------------
+
+
+def test_history_points_follow_history_seconds_and_stats_interval() -> None:
+    assert Settings(jwt_secret=SECRET).history_seconds == 3600
+    assert Settings(jwt_secret=SECRET).history_points == 720  # an hour of 5 s ticks
+    assert Settings(jwt_secret=SECRET, history_seconds=7).history_points == 2  # ceil
+    assert Settings(jwt_secret=SECRET, history_seconds=0).history_points == 0  # off
+    fast = Settings(jwt_secret=SECRET, stats_interval=1)
+    assert fast.history_points == HISTORY_POINTS_MAX == 2880  # capped
+    huge = Settings(jwt_secret=SECRET, history_seconds=1e300)
+    assert huge.history_points == HISTORY_POINTS_MAX
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), -0.5])
+def test_history_seconds_must_be_zero_or_seconds(value: float) -> None:
+    with pytest.raises(SettingsError, match=r"'history_seconds' must be 0 \(off\)") as err:
+        Settings(jwt_secret=SECRET, history_seconds=value)
+    assert err.value.setting == "history_seconds"
+
+
+def test_history_seconds_from_env() -> None:
+    env = {"ADMINSTATS_JWT_SECRET": SECRET, "ADMINSTATS_HISTORY_SECONDS": "600"}
+    assert Settings.from_env(env).history_points == 120
+    env["ADMINSTATS_HISTORY_SECONDS"] = "0"
+    assert Settings.from_env(env).history_points == 0
+    for bad, says in (("an hour", "(setting 'history_seconds')"), ("-5", "must be 0 (off)")):
+        env["ADMINSTATS_HISTORY_SECONDS"] = bad
+        with pytest.raises(SettingsError) as err:
+            Settings.from_env(env)
+        assert "ADMINSTATS_HISTORY_SECONDS" in str(err.value) and says in str(err.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from types import TracebackType
+from typing import Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import Scope
@@ -101,6 +102,16 @@ class Admission:
 
     def client_ip(self, scope: Scope) -> str:
         return client_ip(scope, self._trusted, self._header)
+
+    def check(self, scope: Scope) -> dict[str, Any]:
+        """What the checks before the upgrade would say now to a WebSocket with this
+        request's Origin from its address, taking nothing (``<mount>/admission``). It
+        tells the caller about itself only: never the allow-list or another address."""
+        return {
+            "origin": self._origins.origin(scope),
+            "allowed": self._origins.allows(scope),
+            "limited": self._attempts.limited(self.client_ip(scope)),
+        }
 
     async def admit(self, websocket: WebSocket) -> str | None:
         """Origin, then the attempt rate: the client address if admitted, None once

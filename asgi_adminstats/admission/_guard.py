@@ -43,6 +43,10 @@ class OriginGuard:
             return self._allow_missing
         return self._any or origin.lower() in self._allowed
 
+    def origin(self, scope: Scope) -> str | None:
+        """The request's Origin header, as sent."""
+        return _header(scope, b"origin")
+
     def first_refusal(self, scope: Scope) -> str | None:
         """The refused Origin the first time it is refused (a bounded few), else None:
         worth a WARNING, which plain uvicorn logging shows, unlike the INFO lines."""
@@ -174,6 +178,12 @@ class TokenBucket:
         self._refill()
         return self._tokens >= self._burst
 
+    @property
+    def empty(self) -> bool:
+        """No token left now (nothing is taken)."""
+        self._refill()
+        return self._tokens < 1
+
 
 class AttemptLimiter:
     """Connection attempts per client address; the table stays bounded."""
@@ -191,6 +201,11 @@ class AttemptLimiter:
             bucket = self._buckets[address] = TokenBucket(self._rate, self._burst)
         self._buckets.move_to_end(address)
         return None if bucket.take() else bucket.retry_after()
+
+    def limited(self, address: str) -> bool:
+        """Whether an attempt from ``address`` would be refused now; takes nothing."""
+        bucket = self._buckets.get(address)
+        return bucket is not None and bucket.empty
 
     def _evict(self) -> None:
         # Forget addresses whose bucket refilled (they lose nothing), oldest first;

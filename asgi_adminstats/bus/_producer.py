@@ -4,7 +4,10 @@ Every tick each instance reports its own connection count on the bus. With the b
 the lease holder collects one snapshot (summing the fresh reports) and publishes it;
 the others only fan out what arrives. With the bus down, every instance collects a
 snapshot for its own clients, marked ``meta.local``. The producer ticks every
-``stats_interval`` on a task of its own.
+``stats_interval`` on a task of its own, and at once when an instance gets its first
+client while the latest snapshot counts none: that client would otherwise see "0
+connections" for up to an interval (the hub holds that one back meanwhile: see
+``Hub.add``). In a cluster the producer ticks at once on such an instance's report.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ __all__ = ["Presence", "Producer"]
 logger = get_logger("asgi_adminstats.cluster")
 
 _MAX_INSTANCES = 1000  # bounds the report table against a flood of made-up names
+#: How long the first client of an instance waits for the snapshot that counts it before
+#: it gets the latest (older) one: our tick, or the producer's after our report, is ms.
+_FIRST_CLIENT_WAIT = 1.0
 
 
 class Presence:
@@ -42,6 +48,8 @@ class Presence:
         self._instance = instance
         self._freshness = freshness
         self._reports: dict[str, tuple[int, float]] = {}
+        #: Told when another instance reports its first client (0 or unknown before).
+        self.on_first: Callable[[], None] | None = None
 
     def on_report(self, payload: str) -> None:
         report = json.loads(payload)
@@ -50,7 +58,10 @@ class Presence:
             return
         if name not in self._reports and len(self._reports) >= _MAX_INSTANCES:
             return
+        before = self._reports.get(name, (0, 0.0))[0]
         self._reports[name] = (count, time.monotonic())
+        if before == 0 and count > 0 and self.on_first is not None:
+            self.on_first()
 
     def total(self, local: int) -> int:
         cutoff = time.monotonic() - self._freshness
@@ -88,6 +99,8 @@ class Producer:
         self._observe_tick = observe_tick
         self._on_leading = on_leading  # e.g. the audit watcher runs on the producer only
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()  # a tick is wanted now (see ``wake``)
+        self._release: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.leading = False
         self.ticks = 0
@@ -108,7 +121,7 @@ class Producer:
         """The producer of the settings' cluster; subscribes the presence reports on ``bus``."""
         presence = Presence(settings.instance_name, freshness=settings.stats_interval * 2.5)
         bus.on("presence", presence.on_report)
-        return cls(
+        producer = cls(
             engine=engine,
             bus=bus,
             status=status,
@@ -120,11 +133,31 @@ class Producer:
             observe_tick=observe_tick,
             on_leading=on_leading,
         )
+        hub.on_first = producer.wake
+        presence.on_first = producer.wake_if_leading
+        return producer
 
     def start(self) -> None:
         """Tick every interval from now on (after ``first_tick``), until ``close``."""
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
         self._task = asyncio.create_task(self._tick_forever(), name="adminstats-tick")
+
+    def wake(self) -> bool:
+        """A first client where the latest snapshot counts nobody: tick now, not up to an
+        interval later. True when a snapshot counting it is coming (ours, or the
+        producer's after our report). Other counts wait for the next tick as before:
+        one extra tick when a cluster goes from no admin to one, no more."""
+        if self._task is None or self._stopping.is_set() or not self._hub.counts_nobody():
+            return False  # not ticking yet (start-up), stopping, or nothing to correct
+        self._woken.set()
+        return True
+
+    def wake_if_leading(self) -> None:
+        """Another instance's first client: the producer counts it now (if it counted
+        nobody)."""
+        if self.leading:
+            self.wake()
 
     async def tick(self) -> None:
         """One tick: collect and publish if this instance produces (timed for the metrics)."""
@@ -142,15 +175,30 @@ class Producer:
         next_at = time.monotonic() + self._interval
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(0.0, next_at - time.monotonic()))
+                await asyncio.wait_for(self._woken.wait(), max(0.0, next_at - time.monotonic()))
+            if self._stopping.is_set():
                 return
-            next_at += self._interval
+            woken = self._woken.is_set()
+            self._woken.clear()
+            if not woken:
+                next_at += self._interval  # a woken tick is extra: the beat stays
             try:
                 await self.tick()
             except Exception:
                 logger.exception("stats tick failed")
+            finally:
+                if woken:
+                    self._release_soon()
             # Skip ticks we were too slow for instead of bursting to catch up.
             next_at = max(next_at, time.monotonic())
+
+    def _release_soon(self) -> None:
+        # Our snapshot comes back through the bus, another producer's after our report:
+        # clients still waiting for one when none came get the latest.
+        if self._release is not None:
+            self._release.cancel()
+        wait = min(_FIRST_CLIENT_WAIT, self._interval)
+        self._release = asyncio.get_running_loop().call_later(wait, self._hub.release_waiting)
 
     async def _tick(self) -> None:
         local = len(self._hub)
@@ -192,9 +240,13 @@ class Producer:
                 await self._on_leading(leading)
 
     async def close(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
         if self._task is not None:
             # Let a tick in flight finish: cancelling queries mid-way can wedge a pool.
             self._stopping.set()
+            self._woken.set()  # out of its wait
             try:
                 await asyncio.wait_for(self._task, self._grace)
             except TimeoutError:

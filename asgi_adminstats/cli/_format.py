@@ -23,7 +23,8 @@ def human_line(message: Mapping[str, Any]) -> str | None:
         return (
             f"{_clock(data.get('timestamp') or message.get('timestamp'))} | "
             f"{_text(data.get('action'))} by {_text(data.get('admin'))} "
-            f"on {_text(data.get('targetType'))} #{_text(data.get('id'))}{replayed}"
+            # The id is the audit row's, not the target's (which never leaves the server).
+            f"on {_text(data.get('targetType'))} (audit #{_text(data.get('id'))}){replayed}"
         )
     return None
 

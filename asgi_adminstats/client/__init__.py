@@ -10,17 +10,21 @@ duplicates that a replay and live pushes can produce. It needs the ``websockets`
     async with AdminStatsClient("wss://example.com/admin/ws", token=token) as client:
         async for message in client:
             print(message["type"])
+
+``await client.history()`` returns the server's snapshot history (the recent snapshots'
+figures by dotted path, oldest first), for charts that start with the last hour.
 """
 
 from .._backoff import backoff_delay
 from ._client import AdminStatsClient, State
-from ._errors import ClientError, ConnectionRejected, ReconnectFailed
+from ._errors import ClientError, ConnectionRejected, HistoryUnavailable, ReconnectFailed
 from ._token import TokenSource
 
 __all__ = [
     "AdminStatsClient",
     "ClientError",
     "ConnectionRejected",
+    "HistoryUnavailable",
     "ReconnectFailed",
     "State",
     "TokenSource",

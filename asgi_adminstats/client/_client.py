@@ -12,9 +12,10 @@ from .._backoff import backoff_delay
 from ..protocol import SUBSCRIPTIONS
 from ..telemetry import get_logger
 from ._connection import Connection, Target
-from ._errors import ConnectionRejected, ReconnectFailed
+from ._errors import ClientError, ConnectionRejected, ReconnectFailed
 from ._ids import AuditIds
 from ._outcome import Ended, verdict
+from ._requests import ConnectionLost
 from ._token import Token, TokenSource
 from ._wire import require_websockets
 
@@ -52,6 +53,9 @@ class AdminStatsClient:
     snapshot every tick; they are applied here, and iteration still yields each
     snapshot whole as a ``stats_update`` (with its ``seq``). A server without deltas
     goes on sending full snapshots.
+
+    ``await client.history()`` asks for the server's snapshot history (the recent
+    snapshots' figures, for charts); its reply is returned there, not yielded.
     """
 
     def __init__(
@@ -107,11 +111,35 @@ class AdminStatsClient:
         self._finished = False
         self._error: Exception | None = None
         self._ever_connected = False
+        self._connection: Connection | None = None
+        self._live = asyncio.Event()  # connected, or stopped for good: history() looks
 
     @property
     def last_audit_id(self) -> str | None:
         """The highest audit id seen (pushes and ``recentActions``): the next ``since``."""
         return self._ids.last
+
+    async def history(self, since: float | None = None) -> dict[str, Any]:
+        """The server's ``history`` message (PROTOCOL.md): ``times`` (epoch ms, oldest
+        first), ``series`` (each figure's values at those times by dotted path, such as
+        ``online.users``; ``None`` where a snapshot had none) and ``interval``.
+
+        ``since`` (epoch ms): only the snapshots after it. Waits for a connection (bound
+        the wait with ``asyncio.timeout``), and asks again on the next one if the
+        connection ends first. Raises :class:`HistoryUnavailable` when the server keeps no
+        history, :class:`ClientError` once the client has stopped.
+        """
+        if self._runner is None:
+            raise RuntimeError("use `async with AdminStatsClient(...)` or await start() first")
+        while True:
+            await self._live.wait()
+            connection = self._connection
+            if self._finished or connection is None:
+                raise ClientError("the client is not running")
+            try:
+                return await connection.request_history(since)
+            except ConnectionLost:
+                await connection.finished.wait()  # then the next connection is asked
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -161,6 +189,7 @@ class AdminStatsClient:
 
     def _stop(self) -> None:
         self._finished = True
+        self._live.set()  # a history() waiting for a connection gives up
         self.connection_id = None
         with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes nobody anyway
             self._queue.put_nowait(_End())
@@ -223,7 +252,11 @@ class AdminStatsClient:
         connection = Connection(
             self._target, self._token, self._ids, self._queue.put, self._opened, self._closed
         )
-        return await connection.run()
+        self._connection = connection
+        try:
+            return await connection.run()
+        finally:
+            self._connection = None
 
     def _opened(self, connection_id: str | None) -> None:
         """The server sent ``connected`` (called before the resubscription is sent)."""
@@ -232,9 +265,11 @@ class AdminStatsClient:
         self._ever_connected = True
         self.connection_id = connection_id
         self.state = "connected"
+        self._live.set()
 
     def _closed(self) -> None:
         """The socket of a connection is closed."""
+        self._live.clear()
         self.connection_id = None
         if self._ever_connected:
             self.state = "reconnecting"

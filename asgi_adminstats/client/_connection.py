@@ -12,6 +12,7 @@ from ..protocol import DELTA_PROTOCOL, PROTOCOL, SUBSCRIPTIONS, CloseCode
 from ..telemetry import get_logger
 from ._ids import AuditIds
 from ._outcome import Ended
+from ._requests import ConnectionLost, Pending
 from ._stats import HeldStats
 from ._token import Token
 from ._wire import decode, encode, excerpt, recent_actions, retry_after, wire_logger
@@ -24,6 +25,8 @@ __all__ = ["Connection", "Target"]
 logger = get_logger("asgi_adminstats.client")
 
 _CLOSE_TIMEOUT = 3.0
+# A history reply may pass websockets' 1 MiB default (PROTOCOL.md: about 2.3 MB at most).
+_MAX_FRAME = 4 * 2**20
 _ABNORMAL_CLOSURE = 1006
 # For the log when the server gave no reason (uvicorn's shutdown sends a bare 1012).
 _CLOSE_NAMES: dict[int, str] = {
@@ -48,7 +51,8 @@ class Connection:
     """One attempt, and once connected every message: ``ping`` is answered,
     ``token_expiring`` refreshes the token (when ``token`` has a source), ``connected``
     adjusts the subscriptions, repeated audit ids are dropped; the rest goes to
-    ``deliver``. ``on_connected`` and ``on_closed`` keep the client's status current."""
+    ``deliver``, but for the replies to this connection's ``history`` requests.
+    ``on_connected`` and ``on_closed`` keep the client's status current."""
 
     def __init__(
         self,
@@ -68,6 +72,9 @@ class Connection:
         self._helpers: set[asyncio.Task[None]] = set()
         self.connected = False  # the server has sent ``connected``
         self._stats: HeldStats | None = None  # deltas confirmed by the server
+        self._ws: ClientConnection | None = None
+        self._requests = Pending()
+        self.finished = asyncio.Event()  # set once the connected socket is closed
 
     async def run(self) -> Ended:
         """Connect and read until the connection ends; how it ended."""
@@ -92,6 +99,7 @@ class Connection:
                 if target.deltas
                 else None,
                 close_timeout=_CLOSE_TIMEOUT,
+                max_size=_MAX_FRAME,
                 logger=wire_logger,
             )
         except InvalidStatus as exc:
@@ -106,6 +114,7 @@ class Connection:
         except (OSError, TimeoutError, WebSocketException) as exc:
             return Ended(f"cannot connect: {type(exc).__name__}: {exc}")
         code, reason = _ABNORMAL_CLOSURE, ""
+        self._ws = ws
         try:
             while True:
                 message = decode(await ws.recv())
@@ -118,16 +127,40 @@ class Connection:
             if exc.rcvd is not None:
                 code, reason = exc.rcvd.code, exc.rcvd.reason
         finally:
+            self._ws = None
+            self._requests.lost()
             await self._cancel_helpers()
             await ws.close()  # bounded by close_timeout; 1000 when we are the one closing
+            self.finished.set()
             self._on_closed()
         what = f"connection closed {code} ({reason or _CLOSE_NAMES.get(code, 'no reason')})"
         return Ended(what, code=code, reason=reason, connected=self.connected)
+
+    async def request_history(self, since: float | None) -> dict[str, Any]:
+        """Ask for the ``history`` and wait for it; ``ConnectionLost`` if the connection
+        ends first, ``HistoryUnavailable`` if the server keeps none."""
+        from websockets.exceptions import ConnectionClosed
+
+        if self._ws is None:
+            raise ConnectionLost()
+        request: dict[str, Any] = {"type": "history"}
+        if since is not None:
+            request["since"] = since
+        reply = self._requests.add()
+        try:
+            await self._ws.send(encode(request))
+        except ConnectionClosed:
+            if not reply.cancel():
+                reply.exception()  # already failed by the close: retrieved, no warning
+            raise ConnectionLost() from None
+        return await reply
 
     # --- messages -------------------------------------------------------------------
 
     async def _handle(self, ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any] | None:
         """Act on one server message; what to yield, or ``None`` to swallow it."""
+        if self._requests.settle(message):
+            return None
         kind = message.get("type")
         if kind == "ping":
             await ws.send(encode({"type": "pong"}))

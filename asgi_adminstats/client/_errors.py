@@ -1,10 +1,11 @@
-"""What iteration raises when the client stops for good."""
+"""What iteration raises when the client stops for good, and what ``history()`` raises
+when the server keeps no history."""
 
 from __future__ import annotations
 
 from ..errors import AdminStatsError
 
-__all__ = ["ClientError", "ConnectionRejected", "ReconnectFailed"]
+__all__ = ["ClientError", "ConnectionRejected", "HistoryUnavailable", "ReconnectFailed"]
 
 
 class ClientError(AdminStatsError):
@@ -48,3 +49,15 @@ class ReconnectFailed(ClientError):
         self.reason = reason
         self.status = status
         super().__init__(f"gave up after {attempts} reconnection attempts; last: {last}")
+
+
+class HistoryUnavailable(AdminStatsError):
+    """The server keeps no snapshot history: ``code`` is ``history_disabled`` (its
+    ``history_seconds`` is 0) or ``unknown_type`` (a server older than the message).
+
+    Raised by :meth:`AdminStatsClient.history`; the client goes on running.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"no history: {code}: {message}")

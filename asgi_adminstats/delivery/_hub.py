@@ -9,6 +9,7 @@ session's order changes), and notifications keep their order among themselves.
 
 Each snapshot gets this instance's next ``seq`` (a ``StatsTick``); sessions with deltas
 get the tick's one patch from the snapshot fanned out before it, or its full frame.
+With a ``History``, each snapshot is also added to it, after its fan-out has begun.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
+from .. import protocol
 from ._fanout import fan_out
+from ._history import History
 from ._outbox import Close, Outbox
 from ._tick import StatsTick
 
@@ -42,7 +45,13 @@ Observe = Callable[[str, float], None]
 
 
 class Hub:
-    def __init__(self, *, slice_size: int = 64, observe: Observe | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        slice_size: int = 64,
+        observe: Observe | None = None,
+        history: History | None = None,
+    ) -> None:
         self._members: set[Member] = set()
         self._per_subject: dict[str, int] = {}
         self.sockets = 0  # open sockets, including those still authenticating
@@ -55,6 +64,11 @@ class Hub:
         self._notifications: deque[str] = deque()
         self._next_stats: StatsTick | None = None  # only the newest waiting snapshot goes out
         self._runner: asyncio.Task[None] | None = None
+        #: Told when the first session arrives; True: a snapshot counting it is coming.
+        self.on_first: Callable[[], bool] | None = None
+        self._waiting: set[Member] = set()  # added meanwhile: served by that snapshot
+        #: The recent snapshots' figures (``history_seconds``); None: history is off.
+        self.history = history
 
     def latest_data(self) -> dict[str, Any] | None:
         """The latest snapshot's ``data`` (decoded: for occasional readers only)."""
@@ -70,19 +84,47 @@ class Hub:
         return self._per_subject.get(sub, 0)
 
     def add(self, member: Member) -> None:
-        """Register a member; it gets the latest snapshot at once if subscribed to stats."""
+        """Register a member; it gets the latest snapshot at once if subscribed to stats,
+        or the next one when that is coming to count it.
+
+        The latest snapshot was counted before this member existed: when the hub goes
+        from no member to one, ``on_first`` (the producer) may say a snapshot counting
+        it is coming (when the latest counts nobody); then it (and any member added
+        meanwhile) waits for that one instead of seeing 0 connections, until
+        ``release_waiting`` at the latest.
+        """
+        first = not self._members
         self._members.add(member)
         if member.sub is not None:
             self._per_subject[member.sub] = self._per_subject.get(member.sub, 0) + 1
+        coming = first and self.on_first is not None and self.on_first()
         if "stats" in member.subscriptions:
-            self.send_latest(member)
+            if coming or self._waiting:
+                self._waiting.add(member)
+            else:
+                self.send_latest(member)
+
+    def counts_nobody(self) -> bool:
+        """Whether the latest snapshot says no admin is connected: the one count that a
+        new member knows to be wrong (decoded: for the first member only)."""
+        online = (self.latest_data() or {}).get("online")
+        return isinstance(online, dict) and online.get("connections") == 0
+
+    def release_waiting(self) -> None:
+        """Members still waiting for a snapshot get the latest there is (none came)."""
+        waiting, self._waiting = self._waiting, set()
+        for member in waiting:
+            if member in self._members and "stats" in member.subscriptions:
+                self.send_latest(member)
 
     def send_latest(self, member: Member) -> None:
-        """The latest snapshot to ``member`` in full, if there is one yet."""
-        if self._latest is not None:
+        """The latest snapshot to ``member`` in full, if there is one yet (not while it
+        waits for a fresher one: that one comes in full too)."""
+        if self._latest is not None and member not in self._waiting:
             member.outbox.put_latest(self._latest)
 
     def discard(self, member: Member) -> None:
+        self._waiting.discard(member)
         if member in self._members:
             self._members.discard(member)
             if member.sub is not None:
@@ -93,6 +135,7 @@ class Hub:
                     self._per_subject.pop(member.sub, None)
 
     def publish_stats(self, text: str) -> None:
+        self._waiting.clear()  # members all: this snapshot reaches them
         self._seq += 1
         tick = StatsTick(self._seq, text)
         self.latest_stats, self._latest = text, tick
@@ -102,9 +145,17 @@ class Hub:
             _deliver_tick(tick, list(self._members))
             if self._observe is not None:
                 self._observe("stats", time.perf_counter() - started)
-            return
-        self._next_stats = tick  # a snapshot still waiting its turn is stale now
-        self._start()
+        else:
+            self._next_stats = tick  # a snapshot still waiting its turn is stale now
+            self._start()
+        if self.history is not None:  # once per snapshot and instance, never per client
+            self.history.add(text)
+
+    def history_reply(self, since: float | None = None) -> str:
+        """The answer to a ``history`` request: the history, or an error when it is off."""
+        if self.history is None:
+            return protocol.error(code="history_disabled", message="history is off here")
+        return self.history.reply(since)
 
     def _begin(self, tick: StatsTick) -> None:
         tick.follow(self._fanned)
@@ -167,6 +218,7 @@ class Hub:
             self._observe(channel, time.perf_counter() - started)
 
     def close_all(self, close: Close) -> None:
+        self._waiting.clear()
         self._notifications.clear()
         self._next_stats = None
         if self._runner is not None:

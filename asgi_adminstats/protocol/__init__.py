@@ -27,6 +27,7 @@ from ._parse import MAX_DEPTH as MAX_DEPTH
 from ._parse import (
     Auth,
     ClientMessage,
+    HistoryRequest,
     Ping,
     Pong,
     ProtocolError,
@@ -48,6 +49,7 @@ __all__ = [
     "Auth",
     "ClientMessage",
     "CloseCode",
+    "HistoryRequest",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -58,6 +60,7 @@ __all__ = [
     "diff",
     "encode",
     "error",
+    "history",
     "merge_patch",
     "parse_client_message",
     "ping",
@@ -151,3 +154,11 @@ def token_expiring(*, expires_at: datetime) -> str:
 
 def error(*, code: str, message: str) -> str:
     return _frame("error", code=code, message=message)
+
+
+def history(
+    *, interval: float, times: list[int], series: Mapping[str, list[int | float | None]]
+) -> str:
+    """The snapshots' figures, oldest first, a column each: ``times`` in epoch ms, and
+    per series (a dotted path into ``data``) its value at each time (``None``: none)."""
+    return _frame("history", interval=interval, times=times, series=series)

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_DEPTH",
     "Auth",
     "ClientMessage",
+    "HistoryRequest",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -37,6 +38,8 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 #: ``since``: an audit action id, ASCII digits only (``str.isdigit`` takes "²" and "٣").
 _AUDIT_ID = re.compile(r"[0-9]{1,18}")
 _MAX_AUDIT_ID = 10**18
+#: ``since`` of a ``history`` request: epoch milliseconds, below the year 9999's.
+_MAX_EPOCH_MS = 253_402_300_800_000
 
 
 class ProtocolError(AdminStatsError):
@@ -76,7 +79,14 @@ class Auth:
     token: str
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Pong | Auth
+@dataclass(frozen=True)
+class HistoryRequest:
+    """``{"type": "history"}``; ``since``: only snapshots after it (epoch ms)."""
+
+    since: float | None = None
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Pong | Auth | HistoryRequest
 
 
 def excerpt(value: object) -> str:
@@ -120,6 +130,8 @@ def parse_client_message(text: str) -> ClientMessage:
         if not isinstance(token, str) or not token:
             raise ProtocolError("bad_message", "field 'token' must be a non-empty string")
         return Auth(token)
+    if kind == "history":
+        return HistoryRequest(_epoch_ms(data.get("since")))
     if kind in ("subscribe", "unsubscribe"):
         names, invalid = _subscriptions(data.get("subscriptions"))
         message: Subscribe | Unsubscribe
@@ -163,3 +175,18 @@ def _since(value: object) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_AUDIT_ID:
         return str(value)
     raise ProtocolError("bad_message", "field 'since' must be an audit action id")
+
+
+def _epoch_ms(value: object) -> float | None:
+    """``since`` of a ``history`` request: a time in epoch milliseconds (a number)."""
+    if value is None:
+        return None
+    # Compared, never converted first: NaN and infinities fail the comparison, and so
+    # does an int too large for a float (float() would raise OverflowError).
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value < _MAX_EPOCH_MS
+    ):
+        return float(value)
+    raise ProtocolError("bad_message", "field 'since' must be a time in epoch milliseconds")

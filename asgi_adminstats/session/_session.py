@@ -271,6 +271,8 @@ class Session:
                 self._confirm_subscriptions()
             case protocol.Auth(token=token):
                 return await self._credential.refresh(token)
+            case protocol.HistoryRequest(since=after):  # the full one: encoded once per tick
+                self.outbox.put_control(self._hub.history_reply(after))
         return None
 
     async def _replay_since(self, since: str) -> None:
@@ -289,8 +291,7 @@ class Session:
             self.outbox.put_notification(protocol.audit_action(data=action, replayed=True))
 
     def _confirm_subscriptions(self) -> None:
-        reply = protocol.subscribed(subscriptions=self._subscription_list())
-        self.outbox.put_control(reply)
+        self.outbox.put_control(protocol.subscribed(subscriptions=self._subscription_list()))
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,6 +13,7 @@ __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHMS",
     "FORWARDED_HEADERS",
+    "HISTORY_POINTS_MAX",
     "IDENTIFIER",
     "KEY_TYPES",
     "SettingsError",
@@ -52,6 +53,10 @@ _COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 #: What ``forwarded_header`` may name (RFC 7239 ``Forwarded``, or the de-facto one).
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
+#: The most snapshots the history keeps, whatever ``history_seconds`` asks: an hour at
+#: 1.25 s ticks, four at the default 5 s. Bounds its memory (8 bytes per point and
+#: series, at most 32 series: 0.75 MiB) and its reply (about 2.3 MB at worst).
+HISTORY_POINTS_MAX = 2880
 _POSITIVE = (
     "stats_interval",
     "heartbeat_interval",

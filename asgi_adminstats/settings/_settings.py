@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from ._rules import (
     _POSITIVE,
     ALGORITHMS,
     FORWARDED_HEADERS,
+    HISTORY_POINTS_MAX,
     IDENTIFIER,
     _is_origin,
     _require,
@@ -87,6 +89,9 @@ class Settings:
     database_url: str = field(default="sqlite:///./adminstats.db", repr=False)
     broadcast_url: str = field(default="memory://", repr=False)
     stats_interval: float = 5.0
+    # The snapshots' figures kept for the ``history`` message, this long back (at most
+    # HISTORY_POINTS_MAX snapshots); 0: off.
+    history_seconds: float = 3600.0
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 10.0
     auth_timeout: float = 5.0
@@ -178,6 +183,11 @@ class Settings:
             f"must be 0 (off) or 0.05 to 60 seconds (got {self.audit_watch_interval!r})",
         )
         _require(
+            math.isfinite(self.history_seconds) and self.history_seconds >= 0,
+            "history_seconds",
+            f"must be 0 (off) or a number of seconds (got {self.history_seconds!r})",
+        )
+        _require(
             isinstance(self.install_audit_trigger, bool),
             "install_audit_trigger",
             f"must be true or false (got {self.install_audit_trigger!r})",
@@ -248,6 +258,14 @@ class Settings:
     def collector_deadline(self) -> float:
         """How long a collector may take: ``collector_timeout``, at most half a tick."""
         return min(self.collector_timeout, self.stats_interval / 2)
+
+    @property
+    def history_points(self) -> int:
+        """Snapshots the history keeps: ``history_seconds`` of ticks, at most
+        ``HISTORY_POINTS_MAX``; 0 when it is off."""
+        if self.history_seconds == 0:
+            return 0
+        return min(HISTORY_POINTS_MAX, math.ceil(self.history_seconds / self.stats_interval))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -35,9 +35,17 @@
 //   first full snapshot, which the client applies: onStats always gets whole snapshots.
 //   A patch whose base is not the snapshot held is never applied: the client asks for
 //   the latest in full (`subscribe` to stats) and waits for it;
+// - `requestHistory(since?)` asks for the server's snapshot history (the recent snapshots'
+//   figures, for charts that start with the last hour); the reply goes to onHistory;
 // - a watchdog drops a connection that says nothing for 2.5 heartbeat intervals (a
 //   half-open TCP connection is otherwise noticed only minutes later), and one that does
-//   not finish connecting within `connectTimeout`.
+//   not finish connecting within `connectTimeout`;
+// - a socket closed before it ever opened (1006) is either a network fault or an upgrade
+//   the server refused (403 Origin not allowed, 429, 503, ...): browsers hide which. The
+//   client then asks the mount's `/admission` once (POST, no token: it says whether this
+//   page's Origin is allowed and whether this address is rate limited) and reports a
+//   refusal through `onRefused({reason, hint, ...})` and `client.refusal`; no answer means
+//   a network fault (`refusal` stays null). It keeps reconnecting with backoff either way.
 //
 // States: "disconnected" (before connect() and after close()), "connecting" (first
 // attempt), "connected" (the server's `connected` message arrived), "reconnecting"
@@ -67,6 +75,7 @@ const CONNECTING = 0;
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once for anything larger
 const DEFAULT_SUBSCRIPTIONS = Object.freeze(["stats", "notifications"]);
 const DEFAULT_HEARTBEAT_S = 30;
+const ADMISSION_TIMEOUT_MS = 5000;
 
 /**
  * Reconnect delay with "full jitter": uniform in [0, min(capMs, baseMs * 2 ** attempt)].
@@ -181,6 +190,68 @@ export function resolveSocketUrl(url, base = globalThis.location?.href) {
   return parsed.href;
 }
 
+/** The mount's `/admission` URL (http(s)) for a ws(s) endpoint URL; null if unparsable. */
+export function admissionUrl(url) {
+  let parsed;
+  try {
+    parsed = new URL(String(url));
+  } catch {
+    return null;
+  }
+  if (parsed.protocol === "ws:") parsed.protocol = "http:";
+  else if (parsed.protocol === "wss:") parsed.protocol = "https:";
+  parsed.search = ""; // a `tokenInUrl` token never goes along
+  parsed.hash = "";
+  parsed.pathname = `${parsed.pathname.replace(/\/+$/, "")}/admission`;
+  return parsed.href;
+}
+
+/**
+ * What a refused upgrade means, from the answer of `<mount>/admission` (`status`, and
+ * its JSON `body` or null) and the page's origin: `{reason, hint, status, origin}`, with
+ * `reason` one of "origin" (not in allowed_origins), "rate" (too many attempts), "upgrade"
+ * (allowed, yet refused: not started, or a proxy without WebSocket support) or "unknown"
+ * (not an adminstats answer: a wrong URL or an older server).
+ */
+export function describeRefusal({ status = null, body = null, origin = null } = {}) {
+  const answer = isObject(body) && typeof body.allowed === "boolean" ? body : null;
+  const page = typeof answer?.origin === "string" ? answer.origin : origin;
+  const base = { status, origin: page ?? null };
+  if (answer && !answer.allowed) {
+    return {
+      ...base,
+      reason: "origin",
+      hint:
+        `The server refused this page's origin${page ? ` (${page})` : ""}: add it to the ` +
+        "server's allowed_origins (ADMINSTATS_ALLOWED_ORIGINS).",
+    };
+  }
+  if (answer?.limited === true) {
+    return {
+      ...base,
+      reason: "rate",
+      hint: "Too many connection attempts from this address (HTTP 429): retrying after a pause.",
+    };
+  }
+  if (answer) {
+    return {
+      ...base,
+      reason: "upgrade",
+      hint:
+        "The server is up and allows this origin but refused the WebSocket upgrade: is " +
+        "adminstats started (HTTP 503), and does any proxy in between pass WebSocket upgrades?",
+    };
+  }
+  return {
+    ...base,
+    reason: "unknown",
+    hint:
+      `The server answers HTTP${status ? ` (${status})` : ""} but refused the WebSocket ` +
+      "upgrade: check the URL (the adminstats mount), that this page's origin is in " +
+      "allowed_origins, and that any proxy passes WebSocket upgrades.",
+  };
+}
+
 function withAccessToken(url, token) {
   try {
     const parsed = new URL(url);
@@ -215,6 +286,9 @@ export class AdminStatsClient {
    * @param {(state: string, info: object) => void} [options.onStateChange]
    * @param {(error: {kind: string, fatal: boolean, code: number|string|null, reason: string}) => void} [options.onError]
    * @param {(message: object) => void} [options.onMessage]  every parsed server message (raw)
+   * @param {(history: {interval: number, times: number[], series: Object<string, Array<number|null>>, timestamp: string}) => void} [options.onHistory]
+   *   the reply to requestHistory(): `times` in epoch ms, oldest first; per dotted path
+   *   (`online.users`, ...) the values at those times (null: none)
    * @param {(cb: Function) => any} [options.scheduleRender=globalThis.requestAnimationFrame]
    * @param {(handle: any) => void} [options.cancelRender]  defaults to cancelAnimationFrame
    *   when scheduleRender is the default
@@ -227,6 +301,10 @@ export class AdminStatsClient {
    * @param {boolean} [options.autoConnect=true]  connect from the constructor
    * @param {boolean} [options.deltas=false]  ask for `stats_delta` patches (applied here:
    *   onStats still gets whole snapshots); a server without them sends full snapshots
+   * @param {(refusal: object|null) => void} [options.onRefused]  the server refused the
+   *   upgrade ({reason, hint, status, origin}; see describeRefusal), or null once that ends
+   * @param {Function|null} [options.fetchImpl]  for asking `<mount>/admission` after a
+   *   socket closed before opening; defaults to `fetch` in a page (null: never ask)
    */
   constructor(options = {}) {
     const {
@@ -244,6 +322,9 @@ export class AdminStatsClient {
       onStateChange = null,
       onError = null,
       onMessage = null,
+      onHistory = null,
+      onRefused = null,
+      fetchImpl = globalThis.document ? globalThis.fetch : null,
       random = Math.random,
       connectTimeout = 15000,
       idleTimeout = null,
@@ -275,8 +356,11 @@ export class AdminStatsClient {
     this._connectTimeout = connectTimeout;
     this._idleOption = idleTimeout;
     this._idleMs = 0;
-    this._callbacks = { onStats, onAction, onStateChange, onError, onMessage };
+    this._callbacks = { onStats, onAction, onStateChange, onError, onMessage, onHistory };
 
+    this._callbacks.onRefused = onRefused;
+    // Called as a plain function: browsers throw for window.fetch called on another object.
+    this._fetch = typeof fetchImpl === "function" ? (...args) => fetchImpl(...args) : null;
     // Timers and frames are called as plain functions (never as methods of `options`):
     // browsers throw "Illegal invocation" for window functions called on another object.
     const setTimer = options.setTimeout ?? globalThis.setTimeout;
@@ -315,6 +399,10 @@ export class AdminStatsClient {
     this._deltas = false; // confirmed by the server for the current connection
     this._held = null; // {seq, data}: the snapshot patches apply to (a private copy)
     this._resyncing = false; // a full snapshot was asked for and has not come yet
+    this._opened = false; // the current socket fired `open` (its upgrade succeeded)
+    this._refusal = null; // why the server refuses the upgrade, while it does
+    this._asking = false; // an /admission request is out
+    this._history = null; // the latest `history` reply
 
     if (autoConnect) this.connect();
   }
@@ -340,6 +428,14 @@ export class AdminStatsClient {
     return this._lastAuditId;
   }
 
+  /**
+   * Why the server refuses to upgrade this client's sockets ({reason, hint, status,
+   * origin}), or null: never asked, a network fault, or connected since.
+   */
+  get refusal() {
+    return this._refusal;
+  }
+
   /** The latest `stats_update.data` received (not throttled), or null. */
   get stats() {
     return this._stats;
@@ -347,6 +443,24 @@ export class AdminStatsClient {
 
   get subscriptions() {
     return [...this._subscriptions];
+  }
+
+  /** The latest `history` reply ({interval, times, series, timestamp}), or null. */
+  get history() {
+    return this._history;
+  }
+
+  /**
+   * Ask for the server's snapshot history (PROTOCOL.md `history`); the reply goes to
+   * onHistory. `since` (epoch ms): only the snapshots after it. False when not connected
+   * (nothing is sent: ask again once connected). A server without history answers with
+   * an `error` (onError, kind "server", code "history_disabled" or "unknown_type").
+   */
+  requestHistory(since) {
+    if (this._state !== STATES.CONNECTED) return false;
+    const request = { type: "history" };
+    if (since !== undefined && since !== null) request.since = Number(since);
+    return this._send(request);
   }
 
   /** Start connecting (done by the constructor unless autoConnect is false). */
@@ -499,7 +613,11 @@ export class AdminStatsClient {
     }
     this._socket = socket;
     this._socketToken = token;
+    this._opened = false;
     const listeners = {
+      open: () => {
+        if (socket === this._socket) this._opened = true;
+      },
       message: (event) => this._onMessage(socket, event),
       close: (event) => this._onClose(socket, event),
       error: () => {}, // a close event always follows
@@ -530,7 +648,48 @@ export class AdminStatsClient {
   _onClose(socket, event) {
     if (this._closed || socket !== this._socket) return;
     this._detachSocket();
-    this._dropped(typeof event?.code === "number" ? event.code : 1006, event?.reason ?? "");
+    const code = typeof event?.code === "number" ? event.code : 1006;
+    this._dropped(code, event?.reason ?? "");
+    if (code === 1006 && !this._opened) this._askAdmission();
+  }
+
+  // The socket closed before it opened. The page cannot see the HTTP answer to its
+  // upgrade; `<mount>/admission` says whether the server is up and would admit this page.
+  // No answer (or none in time): a network fault, and no refusal to report.
+  _askAdmission() {
+    const url = admissionUrl(resolveSocketUrl(this.url));
+    if (this._fetch === null || this._asking || url === null) return;
+    this._asking = true;
+    const controller = typeof AbortController === "function" ? new AbortController() : null;
+    const timer = controller ? this._setTimer(() => controller.abort(), ADMISSION_TIMEOUT_MS) : null;
+    const origin = typeof globalThis.location?.origin === "string" ? globalThis.location.origin : null;
+    Promise.resolve()
+      .then(() =>
+        this._fetch(url, {
+          method: "POST", // browsers send Origin with every POST, same-origin ones too
+          mode: "cors",
+          credentials: "omit",
+          cache: "no-store",
+          signal: controller?.signal,
+        }),
+      )
+      .then(async (response) => {
+        const body = await response.json().catch(() => null);
+        return describeRefusal({ status: response.status, body, origin });
+      })
+      .catch(() => null)
+      .then((refusal) => {
+        if (timer !== null) this._clearTimer(timer);
+        this._asking = false;
+        if (this._closed || this._state === STATES.CONNECTED) return;
+        this._setRefusal(refusal);
+      });
+  }
+
+  _setRefusal(refusal) {
+    if (refusal === null && this._refusal === null) return;
+    this._refusal = refusal;
+    this._emit("onRefused", refusal);
   }
 
   // The connection is gone (closed by the server, the network, or the watchdog).
@@ -665,6 +824,13 @@ export class AdminStatsClient {
       case "token_expiring":
         this._refreshInPlace(message);
         break;
+      case "history":
+        if (Array.isArray(message.times) && isObject(message.series)) {
+          const { interval = null, times, series, timestamp = null } = message;
+          this._history = { interval, times, series, timestamp };
+          this._emit("onHistory", this._history);
+        }
+        break;
       case "error":
         this._emit("onError", {
           kind: "server",
@@ -701,6 +867,7 @@ export class AdminStatsClient {
       this._send(subscribe);
     }
     const reconnected = this._state === STATES.RECONNECTING;
+    this._setRefusal(null);
     this._setState(STATES.CONNECTED, { connectionId: this._connectionId, reconnected });
   }
 

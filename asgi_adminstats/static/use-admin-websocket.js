@@ -22,6 +22,7 @@
 //         reconnectInterval: 1000,     // backoff base (ms), full jitter, capped
 //         maxReconnectAttempts: 10,    // then status "error"
 //         deltas: true,                // stats_delta patches on the wire; `stats` stays whole
+//         history: true,               // ask for the snapshot history on each connection
 //       });
 //     return <div>{isConnected ? "Live" : status} · users {stats?.online?.users ?? 0}</div>;
 //   }
@@ -34,6 +35,12 @@
 //                    each once (de-duplicated by id; snapshot history, live pushes, replays)
 //   connectionError  null, or {kind, code, reason, ...} from the error that stopped the
 //                    client (cleared when a connection succeeds)
+//   refusal          null, or {reason, hint, status, origin} while the server refuses the
+//                    upgrade (e.g. reason "origin": this page's origin is not allowed);
+//                    status stays "reconnecting" (with backoff) meanwhile
+//   history          null, or the latest `history` reply {interval, times, series, timestamp}
+//                    (PROTOCOL.md): asked for on each connection with `history: true`
+//   requestHistory(since?)  ask for it now (false when not connected)
 //   reconnect()      try again now (after "error", or to skip a backoff wait)
 //
 // The client is created when the component mounts (and `enabled` and `url` are set) and
@@ -76,6 +83,7 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
       subscriptions,
       tokenInUrl,
       deltas,
+      history: wantHistory = false,
       maxNotifications = DEFAULT_MAX_NOTIFICATIONS,
       WebSocketImpl,
       clientOptions, // anything else AdminStatsClient takes (timers, scheduleRender, ...)
@@ -86,6 +94,8 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
     const [stats, setStats] = useState(null);
     const [notifications, setNotifications] = useState([]);
     const [connectionError, setConnectionError] = useState(null);
+    const [refusal, setRefusal] = useState(null);
+    const [history, setHistory] = useState(null);
     const clientRef = useRef(null);
     // Latest values without re-creating the client when they change identity.
     const getTokenRef = useRef(getToken);
@@ -96,6 +106,8 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
     limitRef.current = maxNotifications;
     const extraRef = useRef(clientOptions);
     extraRef.current = clientOptions;
+    const historyRef = useRef(wantHistory);
+    historyRef.current = wantHistory;
 
     const hasGetToken = typeof getToken === "function";
     const subscriptionKey = subscriptions ? [...subscriptions].join(",") : "";
@@ -106,6 +118,7 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
         return undefined;
       }
       setConnectionError(null);
+      setRefusal(null);
       let live = true; // callbacks of a client being torn down must not touch state
       const config = {
         ...(extraRef.current ?? {}),
@@ -115,6 +128,11 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
           if (!live) return;
           setStatus(state);
           if (state === "connected") setConnectionError(null);
+          // Each connection: a reconnect's reply covers the gap too (the latest replaces).
+          if (state === "connected" && historyRef.current) client?.requestHistory();
+        },
+        onHistory: (reply) => {
+          if (live) setHistory(reply);
         },
         onStats: (data) => {
           if (live) setStats(data);
@@ -124,6 +142,9 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
         },
         onError: (error) => {
           if (live && error.fatal) setConnectionError(error);
+        },
+        onRefused: (why) => {
+          if (live) setRefusal(why);
         },
       };
       if (hasGetToken) config.getToken = () => getTokenRef.current();
@@ -161,13 +182,21 @@ export function createUseAdminWebSocket(React, { Client = AdminStatsClient } = {
       if (clientRef.current) clientRef.current.reconnect();
     }, []);
 
+    const requestHistory = useCallback(
+      (since) => (clientRef.current ? clientRef.current.requestHistory(since) : false),
+      [],
+    );
+
     return {
       status,
       isConnected: status === "connected",
       stats,
       notifications,
       connectionError,
+      refusal,
       reconnect,
+      history,
+      requestHistory,
     };
   };
 }

@@ -1,6 +1,6 @@
-"""The HTTP side of the mount: the endpoints (426, /health, /metrics, the client files,
-the admin check), mount-path routing and ``AdminStats.routes()``, and the lifespan
-protocol of a top-level app."""
+"""The HTTP side of the mount: the endpoints (426, /health, /metrics, /admission, the
+client files, the admin check), mount-path routing and ``AdminStats.routes()``, and the
+lifespan protocol of a top-level app."""
 
 from ._endpoints import Endpoints, health_report, metric_state
 from ._lifespan import serve_lifespan

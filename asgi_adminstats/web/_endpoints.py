@@ -1,4 +1,5 @@
-"""The HTTP side of the mount: 426 at the root, ``/health``, ``/metrics``, the client files.
+"""The HTTP side of the mount: 426 at the root, ``/health``, ``/metrics``, ``/admission``,
+the client files.
 
 ``/health`` and ``/metrics`` sit behind the admin token when ``protect_endpoints`` is
 set: the same verifier as the WebSocket, the token from ``Authorization: Bearer``. Each
@@ -33,9 +34,19 @@ _CLIENT_FILES = {
 
 _PROTECTED = ("/health", "/metrics")
 
+#: What the checks before the upgrade would say to the caller (PROTOCOL.md, section 4): a
+#: browser cannot read the HTTP status of a refused upgrade, so its client asks here. Any
+#: page may read the answer (it is about that page's own Origin and address only).
+_ADMISSION = "/admission"
+_ADMISSION_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
 #: The paths below the mount that answer other than 404 (``routes()`` routes them), each
 #: but the root also with one trailing slash.
-PATHS = ("", "/", *_PROTECTED, *_CLIENT_FILES)
+PATHS = ("", "/", *_PROTECTED, _ADMISSION, *_CLIENT_FILES)
 
 #: ``/health``'s status when the component is not serving: 503, so that a load balancer
 #: reading only the status code stops routing to it.
@@ -107,11 +118,13 @@ class Endpoints:
         *,
         health: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes],
+        admission: Callable[[Scope], dict[str, Any]],
     ) -> None:
         self._settings = settings
         self._verifier = verifier
         self._health = health
         self._metrics = metrics
+        self._admission = admission
 
     async def __call__(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         response: Response
@@ -125,6 +138,8 @@ class Endpoints:
             )
         elif path in _PROTECTED and self._endpoint_on(path):
             response = await self._protected(scope, path)
+        elif path == _ADMISSION:
+            response = JSONResponse(self._admission(scope), headers=_ADMISSION_HEADERS)
         elif path in _CLIENT_FILES:
             # The browser client and the React hook, next to the endpoint they talk to.
             response = FileResponse(

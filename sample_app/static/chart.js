@@ -4,6 +4,7 @@
 //   const series = new Series(10 * 60_000);       // keeps the last 10 minutes
 //   const chart = new TimeChart(element, { color: "#3b6fd8", format: (v) => v.toFixed(0) });
 //   series.add(Date.now(), 42);
+//   series.prepend([{ t: Date.now() - 60_000, v: 40 }]);  // earlier samples (the server's history)
 //   chart.draw(series, Date.now());                // again whenever data or time moves
 //
 // The SVG is redrawn at the element's pixel size (a ResizeObserver follows the layout),
@@ -32,6 +33,23 @@ export class Series {
   break(t) {
     const last = this.points[this.points.length - 1];
     if (last && last.v !== null) this._push({ t, v: null });
+  }
+
+  /**
+   * Earlier samples [{t, v}] (oldest first; v null where there was none, a break) put
+   * before those held: only those older than the first held sample, so a live sample
+   * is never doubled. The window then counts back from the newest sample.
+   */
+  prepend(samples) {
+    const first = this.points.length ? this.points[0].t : Infinity;
+    const older = samples.filter(
+      (p) => Number.isFinite(p.t) && p.t < first && (p.v === null || (typeof p.v === "number" && Number.isFinite(p.v))),
+    );
+    if (!older.length) return;
+    this.points = [...older, ...this.points];
+    const oldest = this.points[this.points.length - 1].t - this.windowMs;
+    const drop = this.points.findIndex((p) => p.t >= oldest);
+    if (drop > 0) this.points.splice(0, drop);
   }
 
   _push(point) {

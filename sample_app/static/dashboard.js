@@ -11,7 +11,11 @@ const TOKEN_KEY = "adminstats.token";
 const MAX_ACTIONS = 20;
 const HIGHLIGHT_MS = 8000;
 const FLASH_MS = 1200;
-const HISTORY_MS = 10 * 60_000;
+// The charts' window: the server's snapshot history (history_seconds, an hour by default)
+// fills it when the page connects (PROTOCOL.md `history`).
+const HISTORY_MS = 60 * 60_000;
+// Which figure of the history each chart draws (its dotted path in the snapshot's data).
+const HISTORY_PATHS = { users: "online.users", latency: "system.database.latency", memory: "system.memory.used" };
 // A handful of admins, not thousands of clients: a short backoff cap brings the
 // dashboard back soon after a deploy (full jitter still spreads the reconnects).
 const MAX_RECONNECT_MS = 10_000;
@@ -24,6 +28,7 @@ const CLOSE_TEXT = {
 const STATUS = {
   live: "Live",
   reconnecting: "Reconnecting…",
+  refused: "Refused",
   offline: "Offline",
   connecting: "Connecting…",
 };
@@ -36,11 +41,13 @@ const state = {
   everConnected: false, // "connecting" after a connection is a reconnect to the eye
   user: null,
   lastClose: null, // {code, reason, at}
+  refusal: null, // the client's: why the server refuses the upgrade (it still retries)
   retryAt: 0,
   lastUpdateAt: 0,
   statsInterval: 5,
   serverStale: false,
   snapshots: 0, // stats_update and stats_delta messages seen: the first one's actions are history, not news
+  historyAsked: false, // the charts' history is asked for once, on the page's first connection
   actions: new Map(), // id -> action
   actionItems: new Map(), // id -> <li>, reused so highlights survive re-renders
 };
@@ -151,6 +158,7 @@ function useToken(token) {
     deltas: true, // patches after the first snapshot (PROTOCOL.md, stats_delta)
     onStateChange,
     onStats: renderStats,
+    onHistory: fillCharts,
     onAction: (action, { source }) => {
       // The first snapshot brings history; anything after that is news.
       const news = source !== "snapshot" || state.snapshots > 1;
@@ -158,12 +166,14 @@ function useToken(token) {
     },
     onMessage,
     onError,
+    onRefused,
   });
 }
 
 function stopClient() {
   if (state.client) state.client.close();
   state.client = null;
+  onRefused(null); // a closed client says nothing more
   state.retryAt = 0;
   renderConnection();
 }
@@ -190,12 +200,13 @@ function onStateChange(clientState, info) {
   }
   switch (clientState) {
     case "connected":
+      if (!state.historyAsked) state.historyAsked = state.client?.requestHistory() ?? false;
       state.everConnected = true;
       setStatus("live");
       hideAuth();
       break;
     case "reconnecting":
-      setStatus("reconnecting");
+      setStatus(state.refusal ? "refused" : "reconnecting");
       break;
     case "connecting":
       setStatus(state.everConnected ? "reconnecting" : "connecting");
@@ -205,6 +216,21 @@ function onStateChange(clientState, info) {
       break;
   }
   renderConnection();
+}
+
+// The upgrade was refused (the client asked the server's /admission why): say what to
+// check. Cleared by the client once a connection succeeds.
+function onRefused(refusal) {
+  state.refusal = refusal;
+  const banner = $("refused");
+  banner.hidden = refusal === null;
+  if (refusal === null) return;
+  banner.dataset.reason = refusal.reason;
+  banner.textContent = refusal.reason === "origin"
+    ? `The server refused the connection: is this page's origin (${refusal.origin ?? location.origin}) ` +
+      "in ADMINSTATS_ALLOWED_ORIGINS? Retrying with backoff."
+    : `The server refused the connection. ${refusal.hint}`;
+  if (state.client?.state === "reconnecting") setStatus("refused");
 }
 
 function onError(error) {
@@ -268,6 +294,8 @@ function renderStats(data) {
   setNumber("online-users", online.users);
   setNumber("online-players", online.players);
   setNumber("admin-connections", online.connections);
+  $("admin-connections-unit").textContent =
+    typeof online.connections === "number" ? ` ${plural(online.connections, "connection")}` : "";
   setNumber("total-players", totals.players);
   setNumber("total-villages", totals.villages);
 
@@ -290,6 +318,17 @@ function renderStats(data) {
   state.serverStale = Boolean(meta.stale);
   state.lastUpdateAt = now;
   renderConnection();
+}
+
+// The server's recent snapshots, put before the live samples: the charts start with the
+// last hour, not empty. Times are the server's, live samples the page's: close enough.
+function fillCharts(history) {
+  for (const [name, path] of Object.entries(HISTORY_PATHS)) {
+    const values = history.series[path];
+    if (!Array.isArray(values)) continue;
+    series[name].prepend(history.times.map((t, i) => ({ t, v: typeof values[i] === "number" ? values[i] : null })));
+  }
+  drawCharts();
 }
 
 function drawCharts(now = Date.now()) {
@@ -353,8 +392,12 @@ function actionItem(action) {
   const name = span("action-name", (action.action ?? "?").replaceAll("_", " "));
   name.dataset.kind = action.action ?? "";
   const admin = span("action-admin", action.admin ?? "?");
+  // The target's type, and the audit log's own id apart from it ("player #16" read as
+  // player 16): the wire carries no target id (PROTOCOL.md, recentActions).
   const target = span("action-target", `${(action.targetType ?? "?").toLowerCase()}`);
-  const number = span("action-id", `#${id}`);
+  target.title = "target type";
+  const number = span("action-id", `audit #${id}`);
+  number.title = `audit log entry ${id}`;
   item.dataset.action = action.action ?? "";
   item.replaceChildren(time, name, admin, target, number);
   return item;
@@ -393,6 +436,11 @@ function renderConnection() {
 }
 
 // --- formatting -------------------------------------------------------------------
+
+/** "1 connection", "2 connections": the noun for `count` (English plurals with -s). */
+function plural(count, noun) {
+  return count === 1 ? noun : `${noun}s`;
+}
 
 function clock(date) {
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -467,7 +515,7 @@ async function moderate(kind) {
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       const verb = kind === "ban" ? "Banned" : "Unbanned";
-      showResult(`${verb} player ${raw} (action #${body.id}).`, "ok");
+      showResult(`${verb} player ${raw} (audit #${body.id}).`, "ok");
       // Shown at once even if the socket is down; the push that follows has the same id.
       mergeActions([body], true, "api");
     } else if (response.status === 401 || response.status === 403) {

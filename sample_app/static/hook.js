@@ -12,6 +12,7 @@ const TOKEN_KEY = "adminstats.token";
 const STATUS = {
   live: "Live",
   reconnecting: "Reconnecting…",
+  refused: "Refused",
   offline: "Offline",
   connecting: "Connecting…",
 };
@@ -58,10 +59,11 @@ function useConfig() {
   return config;
 }
 
-// The same four looks as the dashboard: "connecting" after a connection is a reconnect.
-function statusKind(status, everConnected) {
+// The same looks as the dashboard: "connecting" after a connection is a reconnect, and
+// "refused" while the server refuses the upgrade (the hook's `refusal`).
+function statusKind(status, everConnected, refused) {
   if (status === "connected") return "live";
-  if (status === "reconnecting") return "reconnecting";
+  if (status === "reconnecting") return refused ? "refused" : "reconnecting";
   if (status === "connecting") return everConnected ? "reconnecting" : "connecting";
   return "offline";
 }
@@ -77,6 +79,33 @@ function clock(timestamp) {
 
 function number(value) {
   return typeof value === "number" ? value.toLocaleString() : "–";
+}
+
+/** "1 connection", "2 connections": the noun for `count` (English plurals with -s). */
+function plural(count, noun) {
+  return count === 1 ? noun : `${noun}s`;
+}
+
+// The dashboard's banners: the dev login warning, and what to check when refused.
+function DevBanner() {
+  return h(
+    "div",
+    { id: "dev-banner", "data-testid": "dev-banner", className: "banner banner-warn", role: "note" },
+    h("strong", null, "development login enabled"),
+    " — anyone who can reach this server can get an admin token. Disable it in production.",
+  );
+}
+
+function RefusedBanner({ refusal }) {
+  const text = refusal.reason === "origin"
+    ? `The server refused the connection: is this page's origin (${refusal.origin ?? location.origin}) ` +
+      "in ADMINSTATS_ALLOWED_ORIGINS? Retrying with backoff."
+    : `The server refused the connection. ${refusal.hint}`;
+  return h(
+    "div",
+    { id: "refused", "data-testid": "refused", "data-reason": refusal.reason, className: "banner banner-error", role: "alert" },
+    text,
+  );
 }
 
 function Status({ kind }) {
@@ -105,8 +134,9 @@ function ActionRow({ action }) {
     h("span", { className: "action-time", title: action.timestamp }, clock(action.timestamp)),
     h("span", { className: "action-name", "data-kind": kind }, (kind || "?").replaceAll("_", " ")),
     h("span", { className: "action-admin" }, action.admin ?? "?"),
-    h("span", { className: "action-target" }, String(action.targetType ?? "?").toLowerCase()),
-    h("span", { className: "action-id" }, `#${action.id}`),
+    // The target's type, and the audit log's own id apart from it (no target id on the wire).
+    h("span", { className: "action-target", title: "target type" }, String(action.targetType ?? "?").toLowerCase()),
+    h("span", { className: "action-id", title: `audit log entry ${action.id}` }, `audit #${action.id}`),
   );
 }
 
@@ -140,7 +170,7 @@ function App() {
     return fresh;
   }, []);
 
-  const { status, stats, notifications, connectionError, reconnect } = useAdminWebSocket({
+  const { status, stats, notifications, connectionError, refusal, reconnect } = useAdminWebSocket({
     url: config?.wsPath ?? "/admin/ws",
     enabled: Boolean(config && token),
     token,
@@ -150,7 +180,7 @@ function App() {
 
   const everConnected = useRef(false);
   if (status === "connected") everConnected.current = true;
-  const kind = statusKind(status, everConnected.current);
+  const kind = statusKind(status, everConnected.current, refusal !== null);
 
   // Stopped for good (token refused, renewal failed): forget the token, offer a new sign-in.
   useEffect(() => {
@@ -178,6 +208,7 @@ function App() {
   }, []);
 
   const database = stats?.system?.database ?? null;
+  const connections = stats?.online?.connections;
   const latency = typeof database?.latency === "number" ? database.latency.toFixed(1) : "–";
 
   return h(
@@ -192,8 +223,10 @@ function App() {
       h("div", { className: "topbar-right" },
         h("a", { className: "topbar-link", href: "/admin" }, "Dashboard"),
         h(Status, { kind }),
-        kind === "reconnecting" ? h("button", { className: "btn btn-ghost", type: "button", onClick: reconnect }, "Retry now") : null),
+        kind === "reconnecting" || kind === "refused" ? h("button", { className: "btn btn-ghost", type: "button", onClick: reconnect }, "Retry now") : null),
     ),
+    config?.dev ? h(DevBanner) : null,
+    refusal ? h(RefusedBanner, { refusal }) : null,
     h(
       "main",
       { className: "layout hook" },
@@ -202,7 +235,8 @@ function App() {
         "section",
         { className: "cards", "aria-label": "Statistics" },
         h(Card, { label: "Online users", id: "online-users", value: number(stats?.online?.users) }),
-        h(Card, { label: "Admin dashboards", id: "admin-connections", value: number(stats?.online?.connections) }),
+        h(Card, { label: "Admin dashboards", id: "admin-connections", value: number(connections),
+          unit: typeof connections === "number" ? plural(connections, "connection") : null }),
         h(Card, { label: "Database latency", id: "db-latency", value: latency, unit: "ms" }),
       ),
       h(
@@ -210,7 +244,8 @@ function App() {
         { className: "panel", "aria-labelledby": "actions-title" },
         h("div", { className: "panel-head" },
           h("h2", { id: "actions-title" }, "Recent actions"),
-          h("span", { className: "panel-note" }, `${notifications.length} · newest first`)),
+          h("span", { className: "panel-note" },
+            `${notifications.length} ${plural(notifications.length, "action")} · newest first`)),
         notifications.length
           ? h("ol", { id: "recent-actions", "data-testid": "recent-actions", className: "actions", "aria-live": "polite" },
             notifications.map((action) => h(ActionRow, { key: String(action.id), action })))

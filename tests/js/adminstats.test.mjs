@@ -13,24 +13,13 @@ import {
   compareAuditIds,
   resolveSocketUrl,
 } from "../../asgi_adminstats/static/adminstats.js";
-import { FakeClock, FakeFrames, makeFakeWebSocket, settle } from "./helpers/fakes.mjs";
-
-const URL_ = "ws://example.test/admin/ws";
+import { URL_, fakeClient } from "./helpers/client.mjs";
+import { FakeClock, makeFakeWebSocket, settle } from "./helpers/fakes.mjs";
 
 function setup(options = {}) {
-  const WS = makeFakeWebSocket();
-  const clock = new FakeClock();
-  const frames = new FakeFrames();
   const events = { states: [], stateInfo: [], stats: [], actions: [], sources: [], errors: [] };
-  const client = new AdminStatsClient({
-    url: URL_,
+  const { client, WS, clock, frames } = fakeClient({
     token: "tok-1",
-    WebSocketImpl: WS,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    scheduleRender: frames.schedule,
-    cancelRender: frames.cancel,
-    random: () => 0.5,
     onStateChange: (state, info) => {
       events.states.push(state);
       events.stateInfo.push(info);
@@ -581,18 +570,8 @@ describe("messages", () => {
   });
 
   test("without requestAnimationFrame the client coalesces on a zero-delay timer", () => {
-    const WS = makeFakeWebSocket();
-    const clock = new FakeClock();
     const seen = [];
-    const client = new AdminStatsClient({
-      url: URL_,
-      token: "t",
-      WebSocketImpl: WS,
-      setTimeout: clock.setTimeout,
-      clearTimeout: clock.clearTimeout,
-      scheduleRender: undefined,
-      onStats: (data) => seen.push(data.online.users),
-    });
+    const { client, WS, clock } = fakeClient({ scheduleRender: undefined, onStats: (data) => seen.push(data.online.users) });
     WS.last.accept();
     WS.last.receive(statsMessage(1));
     WS.last.receive(statsMessage(2));

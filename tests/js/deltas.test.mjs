@@ -5,29 +5,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { AdminStatsClient, DELTA_PROTOCOL, PROTOCOL, applyMergePatch } from "../../asgi_adminstats/static/adminstats.js";
-import { createUseAdminWebSocket } from "../../asgi_adminstats/static/use-admin-websocket.js";
-import { FakeClock, FakeFrames, createFakeReact, makeFakeWebSocket } from "./helpers/fakes.mjs";
-
-const URL_ = "ws://example.test/admin/ws";
+import { DELTA_PROTOCOL, PROTOCOL, applyMergePatch } from "../../asgi_adminstats/static/adminstats.js";
+import { fakeClient, mountHook } from "./helpers/client.mjs";
 
 function setup(options = {}) {
-  const WS = makeFakeWebSocket();
-  const clock = new FakeClock();
-  const frames = new FakeFrames();
   const stats = [];
-  const client = new AdminStatsClient({
-    url: URL_,
-    token: "tok",
-    WebSocketImpl: WS,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    scheduleRender: frames.schedule,
-    cancelRender: frames.cancel,
-    random: () => 0.5,
-    onStats: (data) => stats.push(data),
-    ...options,
-  });
+  const { client, WS, clock, frames } = fakeClient({ onStats: (data) => stats.push(data), ...options });
   // Every snapshot shown: one animation frame per message.
   const receive = (message) => {
     WS.last.receive(message);
@@ -140,17 +123,7 @@ describe("AdminStatsClient deltas", () => {
 
 describe("useAdminWebSocket deltas", () => {
   test("`deltas: true` reaches the client; `stats` is the merged snapshot", () => {
-    const { React, render } = createFakeReact();
-    const WS = makeFakeWebSocket();
-    const frames = new FakeFrames();
-    const clock = new FakeClock();
-    const useAdminWebSocket = createUseAdminWebSocket(React);
-    const clientOptions = { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout, scheduleRender: frames.schedule, cancelRender: frames.cancel };
-    const root = render((props) => useAdminWebSocket({ WebSocketImpl: WS, clientOptions, ...props }), {
-      url: URL_,
-      token: "tok",
-      deltas: true,
-    });
+    const { root, WS, frames } = mountHook({ deltas: true });
     assert.deepEqual(WS.last.protocols, [PROTOCOL, DELTA_PROTOCOL, "bearer.tok"]);
     WS.last.accept({ deltas: true });
     WS.last.receive(full(1, { online: { users: 1 }, activity: { recentActions: [{ id: "4" }] } }));

@@ -9,13 +9,12 @@ import {
   createUseAdminWebSocket,
   useAdminWebSocket as globalHook,
 } from "../../asgi_adminstats/static/use-admin-websocket.js";
-import { FakeClock, FakeFrames, createFakeReact, makeFakeWebSocket, settle } from "./helpers/fakes.mjs";
+import { makeFakes } from "./helpers/client.mjs";
+import { FakeClock, createFakeReact, makeFakeWebSocket, settle } from "./helpers/fakes.mjs";
 
 function setup({ Client } = {}) {
   const { React, render } = createFakeReact();
-  const WS = makeFakeWebSocket();
-  const clock = new FakeClock();
-  const frames = new FakeFrames();
+  const { WS, clock, frames, clientOptions } = makeFakes();
   const created = [];
   class CountingClient extends (Client ?? AdminStatsClient) {
     constructor(options) {
@@ -24,13 +23,6 @@ function setup({ Client } = {}) {
     }
   }
   const useAdminWebSocket = createUseAdminWebSocket(React, { Client: CountingClient });
-  const clientOptions = {
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    scheduleRender: frames.schedule,
-    cancelRender: frames.cancel,
-    random: () => 0.5,
-  };
   // The "component": renders the hook with its props and returns what the hook returns.
   const Dashboard = (props) => useAdminWebSocket({ WebSocketImpl: WS, clientOptions, ...props });
   const mount = (props) => render(Dashboard, props);
