@@ -5,7 +5,8 @@ clients get each row once and the database sees one listener per cluster.
 
 The connection heals as the bus does (``bus.create_listener``). While it is down, or not
 connected yet, the watcher polls the table; after each (re)connection it polls once more
-for the rows committed before the LISTEN began.
+for the rows committed before the LISTEN began, at its next tick or before the first id
+forwarded, whichever comes first, so those rows still go out in id order.
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ class TriggerListener:
         except ValueError:
             logger.warning("ignored a malformed id from the audit trigger")
             return
+        # Rows committed before the LISTEN began go first, in id order: polled now.
+        await self._feed.watcher.catch_up()
         if self._feed.pushed(action_id):
-            return  # record_action's, or forwarded by the bus already
+            return  # record_action's, polled, or forwarded by the bus already
         try:
             data = await self._audit.get(action_id)
         except Exception as exc:

@@ -57,6 +57,7 @@ class AuditWatcher:
         self._failing = False
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._polling = asyncio.Lock()  # the listener's catch-up and the tick's poll
         #: On the producer while the trigger is installed and the bus is elsewhere.
         self.listener: TriggerListener | None = None
         self.queries = 0
@@ -105,7 +106,7 @@ class AuditWatcher:
                 pass
             elif self._listener_covers():
                 self._resync = True  # resume after what it forwarded, if it goes down
-            else:
+            elif not await self.catch_up():
                 await self.poll()
             if not self._stopping.is_set():
                 self._listen()  # the trigger may be installed since (install_audit_trigger)
@@ -118,15 +119,26 @@ class AuditWatcher:
     def _listener_covers(self) -> bool:
         """Whether the listener forwards every insert now (no poll needed)."""
         listener = self.listener
-        if listener is None or not listener.healthy:
-            return False
-        if listener.catch_up:
-            listener.catch_up = False
-            return False  # one poll: rows committed before its LISTEN began
+        return listener is not None and listener.healthy and not listener.catch_up
+
+    async def catch_up(self) -> bool:
+        """The one poll a (re)connected listener needs, for rows committed before its
+        LISTEN began; False if none is due. Asked again while it fails."""
+        listener = self.listener
+        if listener is None or not listener.catch_up or not self.running or self._feed.outage:
+            return False  # an outage is the feed's replay to catch up
+        listener.catch_up = False
+        await self.poll()
+        if self._failing:
+            listener.catch_up = True
         return True
 
     async def poll(self) -> int:
         """One look at the audit table; the number of ids published. Never raises."""
+        async with self._polling:
+            return await self._poll_quietly()
+
+    async def _poll_quietly(self) -> int:
         try:
             published = await self._poll()
         except Exception as exc:
