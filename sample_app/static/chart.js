@@ -5,6 +5,7 @@
 //   const chart = new TimeChart(element, { color: "#3b6fd8", format: (v) => v.toFixed(0) });
 //   series.add(Date.now(), 42);
 //   series.prepend([{ t: Date.now() - 60_000, v: 40 }]);  // earlier samples (the server's history)
+//   series.fillBreak(missed, 10_000);              // what a dropped connection missed (its history)
 //   chart.draw(series, Date.now());                // again whenever data or time moves
 //
 // The SVG is redrawn at the element's pixel size (a ResizeObserver follows the layout),
@@ -50,6 +51,27 @@ export class Series {
     const oldest = this.points[this.points.length - 1].t - this.windowMs;
     const drop = this.points.findIndex((p) => p.t >= oldest);
     if (drop > 0) this.points.splice(0, drop);
+  }
+
+  /**
+   * Samples [{t, v}] the page missed while its connection was down (the server's history
+   * of that time), put into the newest break: those between the samples either side of
+   * it. The break stays unless they join both sides with no step longer than `joinMs`
+   * (a restarted server's history begins only at its start).
+   */
+  fillBreak(samples, joinMs) {
+    const at = this.points.findLastIndex((p) => p.v === null);
+    if (at <= 0) return;
+    const before = this.points[at - 1].t;
+    const after = at + 1 < this.points.length ? this.points[at + 1].t : Infinity;
+    const inside = samples.filter(
+      (p) => p.t > before && p.t < after && (p.v === null || (typeof p.v === "number" && Number.isFinite(p.v))),
+    );
+    if (!inside.length) return;
+    const times = [before, ...inside.map((p) => p.t), after];
+    const joins = times.every((t, i) => i === 0 || t - times[i - 1] <= joinMs);
+    const gap = joins ? [] : [{ t: Math.min(this.points[at].t, inside[0].t), v: null }];
+    this.points.splice(at, 1, ...gap, ...inside);
   }
 
   _push(point) {

@@ -48,6 +48,8 @@ const state = {
   serverStale: false,
   snapshots: 0, // stats_update and stats_delta messages seen: the first one's actions are history, not news
   historyAsked: false, // the charts' history is asked for once, on the page's first connection
+  lastSnapshotAt: 0, // the server's time (epoch ms) of the newest snapshot seen
+  gap: null, // {from, to}: server times of the snapshots either side of a dropped connection
   actions: new Map(), // id -> action
   actionItems: new Map(), // id -> <li>, reused so highlights survive re-renders
 };
@@ -184,6 +186,14 @@ function onMessage(message) {
     if (typeof message.statsInterval === "number") state.statsInterval = message.statsInterval;
   } else if (message.type === "stats_update" || message.type === "stats_delta") {
     state.snapshots += 1;
+    const at = Date.parse(message.timestamp);
+    if (!Number.isFinite(at)) return;
+    if (state.gap && state.gap.to === null) {
+      // The first snapshot after a reconnect: ask what the charts missed in between.
+      state.gap.to = at;
+      if (!state.client?.requestHistory(state.gap.from)) state.gap = null;
+    }
+    state.lastSnapshotAt = at;
   }
 }
 
@@ -197,6 +207,7 @@ function onStateChange(clientState, info) {
   if (info.previous === "connected" && clientState !== "connected") {
     const now = Date.now();
     for (const s of Object.values(series)) s.break(now);
+    if (state.lastSnapshotAt) state.gap = { from: state.lastSnapshotAt, to: null };
   }
   switch (clientState) {
     case "connected":
@@ -321,12 +332,18 @@ function renderStats(data) {
 }
 
 // The server's recent snapshots, put before the live samples: the charts start with the
-// last hour, not empty. Times are the server's, live samples the page's: close enough.
+// last hour, not empty; after a reconnect, those it missed go into the break. Times are
+// the server's, live samples the page's: close enough.
 function fillCharts(history) {
+  const gap = state.gap;
+  state.gap = null;
   for (const [name, path] of Object.entries(HISTORY_PATHS)) {
     const values = history.series[path];
     if (!Array.isArray(values)) continue;
-    series[name].prepend(history.times.map((t, i) => ({ t, v: typeof values[i] === "number" ? values[i] : null })));
+    const samples = history.times.map((t, i) => ({ t, v: typeof values[i] === "number" ? values[i] : null }));
+    series[name].prepend(samples);
+    // Up to the first snapshot after the reconnect, which the page drew itself.
+    if (gap?.to) series[name].fillBreak(samples.filter((p) => p.t > gap.from && p.t < gap.to), 2 * history.interval * 1000);
   }
   drawCharts();
 }

@@ -134,3 +134,48 @@ describe("the dashboard's Series.prepend", () => {
     assert.deepEqual(series.points.map((p) => p.v), [2, 3, 4]); // nothing usable
   });
 });
+
+describe("the dashboard's Series.fillBreak", () => {
+  // Live samples every 5 s, then a dropped connection (a break) and live samples again.
+  function dropped() {
+    const series = new Series(60 * 60_000);
+    series.add(T0, 10);
+    series.add(T0 + 5_000, 11);
+    series.break(T0 + 7_000);
+    series.add(T0 + 30_000, 16);
+    return series;
+  }
+
+  test("the missed samples join both sides: the break goes", () => {
+    const series = dropped();
+    const missed = [10_000, 15_000, 20_000, 25_000].map((d, i) => ({ t: T0 + d, v: 12 + i }));
+    series.fillBreak([{ t: T0 + 5_000, v: 11 }, ...missed, { t: T0 + 30_000, v: 16 }], 10_000);
+    assert.deepEqual(series.points.map((p) => p.v), [10, 11, 12, 13, 14, 15, 16]);
+  });
+
+  test("a history that begins later (a restarted server) keeps the break before it", () => {
+    const series = dropped();
+    series.fillBreak([{ t: T0 + 20_000, v: 3 }, { t: T0 + 25_000, v: 4 }], 10_000);
+    assert.deepEqual(series.points, [
+      { t: T0, v: 10 },
+      { t: T0 + 5_000, v: 11 },
+      { t: T0 + 7_000, v: null },
+      { t: T0 + 20_000, v: 3 },
+      { t: T0 + 25_000, v: 4 },
+      { t: T0 + 30_000, v: 16 },
+    ]);
+  });
+
+  test("the newest break only, and nothing without one", () => {
+    const series = dropped();
+    series.break(T0 + 32_000);
+    series.add(T0 + 40_000, 18);
+    series.fillBreak([{ t: T0 + 20_000, v: 0 }, { t: T0 + 35_000, v: 17 }], 10_000);
+    assert.deepEqual(series.points.slice(-3).map((p) => p.v), [16, 17, 18]);
+    assert.equal(series.points.filter((p) => p.v === 0).length, 0); // not the older break's
+    const plain = new Series(60_000);
+    plain.add(T0, 1);
+    plain.fillBreak([{ t: T0 + 1, v: 2 }], 10_000);
+    assert.deepEqual(plain.points, [{ t: T0, v: 1 }]);
+  });
+});
