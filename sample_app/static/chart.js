@@ -19,6 +19,11 @@ let chartCount = 0;
  * Samples {t, v} (t in ms), oldest first; older than `windowMs` are dropped on add.
  * A sample with v === null is a break: the line stops there (the connection dropped).
  */
+/** A history sample worth drawing: a finite time, and a finite value or null (a break). */
+function usable(p) {
+  return Number.isFinite(p.t) && (p.v === null || (typeof p.v === "number" && Number.isFinite(p.v)));
+}
+
 export class Series {
   constructor(windowMs) {
     this.windowMs = windowMs;
@@ -43,9 +48,7 @@ export class Series {
    */
   prepend(samples) {
     const first = this.points.length ? this.points[0].t : Infinity;
-    const older = samples.filter(
-      (p) => Number.isFinite(p.t) && p.t < first && (p.v === null || (typeof p.v === "number" && Number.isFinite(p.v))),
-    );
+    const older = samples.filter((p) => usable(p) && p.t < first);
     if (!older.length) return;
     this.points = [...older, ...this.points];
     const oldest = this.points[this.points.length - 1].t - this.windowMs;
@@ -64,9 +67,7 @@ export class Series {
     if (at <= 0) return;
     const before = this.points[at - 1].t;
     const after = at + 1 < this.points.length ? this.points[at + 1].t : Infinity;
-    const inside = samples.filter(
-      (p) => p.t > before && p.t < after && (p.v === null || (typeof p.v === "number" && Number.isFinite(p.v))),
-    );
+    const inside = samples.filter((p) => usable(p) && p.t > before && p.t < after);
     if (!inside.length) return;
     const times = [before, ...inside.map((p) => p.t), after];
     const joins = times.every((t, i) => i === 0 || t - times[i - 1] <= joinMs);
