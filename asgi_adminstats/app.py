@@ -70,6 +70,7 @@ class AdminStats:
             slice_size=settings.fanout_slice,
             observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
             history=History(n, settings.stats_interval) if (n := settings.history_points) else None,
+            tally=self.metrics.tally,
         )
         self.audit = AuditLog(self._db, settings.queries)
         self._verifier = TokenVerifier(settings)

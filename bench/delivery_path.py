@@ -76,7 +76,8 @@ class _Member:
 
 async def adminstats(n: int, publishes: int, slice_size: int) -> float:
     done = asyncio.Event()
-    hub, tally = Hub(slice_size=slice_size, observe=lambda channel, s: done.set()), Tally()
+    tally = Tally()
+    hub = Hub(slice_size=slice_size, observe=lambda channel, s: done.set(), tally=tally)
     for _ in range(n):
         hub.add(_Member(tally))
 

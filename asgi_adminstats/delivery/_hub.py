@@ -23,6 +23,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from .. import protocol
+from ..telemetry import Tally
 from ._fanout import fan_out
 from ._history import History
 from ._outbox import Close, Outbox
@@ -51,7 +52,10 @@ class Hub:
         slice_size: int = 64,
         observe: Observe | None = None,
         history: History | None = None,
+        tally: Tally | None = None,
     ) -> None:
+        """``tally``: where the fan-outs count the frames they write (the writers count
+        their own writes in theirs, the same one in the component)."""
         self._members: set[Member] = set()
         self._per_subject: dict[str, int] = {}
         self.sockets = 0  # open sockets, including those still authenticating
@@ -69,6 +73,7 @@ class Hub:
         self._waiting: set[Member] = set()  # added meanwhile: served by that snapshot
         #: The recent snapshots' figures (``history_seconds``); None: history is off.
         self.history = history
+        self.tally = Tally() if tally is None else tally
 
     def latest_data(self) -> dict[str, Any] | None:
         """The latest snapshot's ``data`` (decoded: for occasional readers only)."""
@@ -142,7 +147,7 @@ class Hub:
         if self._inline():
             started = time.perf_counter()
             self._begin(tick)
-            _deliver_tick(tick, list(self._members))
+            _deliver_tick(tick, list(self._members), self.tally)
             if self._observe is not None:
                 self._observe("stats", time.perf_counter() - started)
         else:
@@ -164,7 +169,7 @@ class Hub:
     def publish_notification(self, text: str) -> None:
         if self._inline():
             started = time.perf_counter()
-            _deliver_notification(text, list(self._members))
+            _deliver_notification(text, list(self._members), self.tally)
             if self._observe is not None:
                 self._observe("notifications", time.perf_counter() - started)
             return
@@ -197,7 +202,7 @@ class Hub:
                     self._next_stats, position = None, 0
                     self._begin(stats[0])
                 tick, members, started = stats
-                _deliver_tick(tick, members[position : position + self._slice])
+                _deliver_tick(tick, members[position : position + self._slice], self.tally)
                 position += self._slice
                 if position >= len(members):
                     stats = None
@@ -212,7 +217,7 @@ class Hub:
         started = time.perf_counter()
         members = list(self._members)
         for start in range(0, len(members), self._slice):
-            _deliver_notification(text, members[start : start + self._slice])
+            _deliver_notification(text, members[start : start + self._slice], self.tally)
             await asyncio.sleep(0)
         if self._observe is not None:
             self._observe(channel, time.perf_counter() - started)
@@ -228,9 +233,9 @@ class Hub:
             member.outbox.close(close)
 
 
-def _deliver_tick(tick: StatsTick, members: list[Member]) -> None:
-    fan_out(members, "stats", "stats", Outbox.offer_tick, tick)
+def _deliver_tick(tick: StatsTick, members: list[Member], tally: Tally) -> None:
+    fan_out(members, "stats", "stats", Outbox.offer_tick, tick, tally)
 
 
-def _deliver_notification(text: str, members: list[Member]) -> None:
-    fan_out(members, "notifications", "audit_action", Outbox.offer_notification, text)
+def _deliver_notification(text: str, members: list[Member], tally: Tally) -> None:
+    fan_out(members, "notifications", "audit_action", Outbox.offer_notification, text, tally)

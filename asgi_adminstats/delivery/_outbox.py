@@ -59,9 +59,6 @@ class Direct(Protocol):
     ready: bool
     sink: Sink
 
-    def sent(self, lane: str, text: str) -> None:
-        """The send of ``text`` on ``lane`` completed."""
-
     def failed(self, exc: Exception) -> None:
         """The send raised ``exc``."""
 
@@ -137,7 +134,17 @@ class Outbox:
         self._queued()
 
     def _direct_ready(self) -> bool:
-        return self.direct is not None and self.direct.ready and self._idle()
+        # _idle() written out: this runs once per client per message, and a call is
+        # most of its cost.
+        direct = self.direct
+        return (
+            direct is not None
+            and direct.ready
+            and self._close is None
+            and not self._control
+            and not self._notifications
+            and self._stats is None
+        )
 
     def put_notification(self, text: str) -> None:
         if self._taken("audit_action", text):

@@ -28,7 +28,7 @@ def stats(seq: int) -> str:
 
 async def test_every_idle_member_gets_the_frame_before_publish_returns() -> None:
     tally = Tally()
-    hub = Hub(slice_size=100)
+    hub = Hub(slice_size=100, tally=tally)
     members = [Member(tally) for _ in range(5)]
     for member in members:
         hub.add(member)
@@ -41,7 +41,7 @@ async def test_every_idle_member_gets_the_frame_before_publish_returns() -> None
 
 async def test_a_waiting_send_holds_back_only_its_own_member() -> None:
     tally = Tally()
-    hub = Hub(slice_size=100)
+    hub = Hub(slice_size=100, tally=tally)
     members = [Member(tally) for _ in range(4)]
     for member in members:
         hub.add(member)
@@ -63,21 +63,23 @@ async def test_a_waiting_send_holds_back_only_its_own_member() -> None:
 
 async def test_unsubscribed_members_are_skipped_and_notifications_fan_out_too() -> None:
     tally = Tally()
-    hub = Hub(slice_size=100)
+    hub = Hub(slice_size=100, tally=tally)
     watcher = Member(tally, ("notifications",))
     viewer = Member(tally, ("stats",))
     hub.add(watcher)
     hub.add(viewer)
     hub.publish_stats(stats(1))
-    hub.publish_notification('{"type":"audit_action"}')
-    assert watcher.sink.frames == ['{"type":"audit_action"}']
+    action = '{"type":"audit_action","admin":"zoë"}'
+    hub.publish_notification(action)
+    assert watcher.sink.frames == [action]
     assert viewer.sink.frames == [stats(1)]
     assert tally.sent["audit_action"] == 1 and tally.sent["stats"] == 1
+    assert tally.sent_bytes["audit_action"] == len(action.encode()) == len(action) + 1
 
 
 async def test_a_failing_send_closes_only_its_member_and_a_gone_client_nothing() -> None:
     tally = Tally()
-    hub = Hub(slice_size=100)
+    hub = Hub(slice_size=100, tally=tally)
     broken, gone, fine = Member(tally), Member(tally), Member(tally)
     broken.sink.error = RuntimeError("boom")
     gone.sink.error = OSError("reset")
@@ -92,7 +94,7 @@ async def test_a_failing_send_closes_only_its_member_and_a_gone_client_nothing()
 
 async def test_a_send_failing_after_waiting_closes_its_member_later() -> None:
     tally = Tally()
-    hub = Hub(slice_size=100)
+    hub = Hub(slice_size=100, tally=tally)
     slow, fine = Member(tally), Member(tally)
     slow.sink.room.clear()
     slow.sink.late_error = RuntimeError("boom")
@@ -111,7 +113,7 @@ async def test_a_send_failing_after_waiting_closes_its_member_later() -> None:
 
 async def test_sliced_fan_out_reaches_everyone_in_order() -> None:
     tally = Tally()
-    hub = Hub(slice_size=3)
+    hub = Hub(slice_size=3, tally=tally)
     members = [Member(tally) for _ in range(10)]
     for member in members:
         hub.add(member)
