@@ -65,10 +65,9 @@ class AdminStats:
         #: The host's ``AsyncEngine`` or ``databases.Database``, or the owned engine.
         self.database: HostDatabase = self._db.host
         self.metrics = Metrics()
-        fanout = self.metrics.fanout_seconds
         self.hub = Hub(
             slice_size=settings.fanout_slice,
-            observe=lambda channel, seconds: fanout.labels(channel).observe(seconds),
+            observe=self.metrics.observe_fanout,
             history=History(n, settings.stats_interval) if (n := settings.history_points) else None,
             tally=self.metrics.tally,
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import time
 from typing import Any
 
 from loadgen import Clients, Conn
@@ -97,6 +98,25 @@ class CountingClients(Clients):
         if conn.upgraded and not conn.stalled:  # never arrives: do not wait for it
             for count in [c for c in self.pending if conn.frames < c]:
                 self._arrived(count)
+
+    async def settle(self, quiet: float, timeout: float) -> bool:
+        """Until no connection has received a message for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        last, since = self.frames(), time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if (now := self.frames()) != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return True
+        return False
+
+    def zero(self) -> None:
+        """Count every connection's messages from here on (what came before forgotten)."""
+        if self.pending:
+            raise RuntimeError("zero() while messages are expected")
+        for conn in self.conns:
+            conn.frames = 0
 
     def pause(self) -> None:
         """Stop reading on every connection: what arrives waits in the kernel's buffers

@@ -69,6 +69,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe_fanout(self, channel: str, seconds: float) -> None:
+        """One completed fan-out on ``channel`` (the hub's ``observe``)."""
+        self.fanout_seconds.labels(channel).observe(seconds)
+
     def watch(self, read: Callable[[], State]) -> None:
         """Expose the component's state and the tally (call once, with its reader)."""
         self.registry.register(_Exporter(self.tally, read))
