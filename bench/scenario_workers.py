@@ -68,7 +68,7 @@ from loadgen_counting import CountingClients
 from server_process import Control, ServerProcess
 from server_workers import WorkerServers
 from servers import PATH
-from workers_report import PACINGS, WORKERS, report
+from workers_report import PACINGS, WORKERS, config_of, report
 
 REDIS_URL = os.environ.get("ADMINSTATS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 MAX_ROUNDS = 2000
@@ -87,15 +87,25 @@ def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
         else PACINGS
     )
 
-    def options(pacing: str, k: int) -> dict[str, Any]:
-        return {"pacing": pacing, "workers": k, "window_s": window}
+    def options(pacing: str, k: int, mode: str) -> dict[str, Any]:
+        return {"pacing": pacing, "workers": k, "mode": mode, "window_s": window}
 
     return [
-        Case("adminstats", n, False, 0, rep, snapshot, args.server_args, settle, options(pacing, k))
+        Case(
+            "adminstats",
+            n,
+            False,
+            0,
+            rep,
+            snapshot,
+            args.server_args,
+            settle,
+            options(pacing, k, mode),
+        )
         for rep in range(reps)
         for n in ns
         for pacing in pacings
-        for k in (WORKERS if rep % 2 == 0 else WORKERS[::-1])  # alternate the order
+        for k, mode in (WORKERS if rep % 2 == 0 else WORKERS[::-1])  # alternate the order
     ]
 
 
@@ -122,7 +132,7 @@ async def _flush() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _server(case: Case, workers: int) -> AsyncIterator[ServerProcess]:
+async def _server(case: Case, workers: int, mode: str) -> AsyncIterator[ServerProcess]:
     """The server(s) with this case's pinning (see the docstring)."""
     prefix = f"w{uuid.uuid4().hex[:10]}"
     extra = (*case.server_args, "--no-deflate", "--setting", f"broadcast_url={REDIS_URL}",
@@ -137,7 +147,7 @@ async def _server(case: Case, workers: int) -> AsyncIterator[ServerProcess]:
                     os.sched_setaffinity(0, everything - {0})
                 yield server
         else:
-            extra = (*extra, "--cpu", "-1")
+            extra = (*extra, "--cpu", "-1", *(("--reuse-port",) if mode == "reuse-port" else ()))
             async with WorkerServers(workers, snapshot=case.snapshot, extra=extra) as server:
                 yield server
     finally:
@@ -151,14 +161,14 @@ def _affinity(server: ServerProcess) -> list[list[int]]:
 
 @scenario("workers", plan=plan, report=report)
 async def workers(case: Case) -> dict[str, Any]:
-    """Deliveries per second, 1 server process vs uvicorn --workers 2 on a Redis bus."""
+    """Deliveries per second on a Redis bus: 1 process, uvicorn --workers 2, run(workers=2)."""
     row = {k: v for k, v in asdict(case).items() if k not in ("snapshot", "server_args")}
     if reason := _unreachable():
         return {**row, "skipped": reason, "headline": f"skipped: {reason}"}
     await _flush()
-    k = case.options["workers"]
+    k, mode = config_of(asdict(case))
     timeout = 10 + case.n / 200
-    async with _server(case, k) as server:
+    async with _server(case, k, mode) as server:
         row["server"] = server.info
         clients = CountingClients("127.0.0.1", server.port, path=PATH, headers=client_headers())
         try:

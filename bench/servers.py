@@ -481,6 +481,11 @@ def main() -> None:
         "--workers", type=int, default=1, help="adminstats: uvicorn worker processes (see below)"
     )
     parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="--workers: asgi_adminstats.server.run's processes, a SO_REUSEPORT socket each",
+    )
+    parser.add_argument(
         "--setting", action="append", default=[], help="adminstats: NAME=VALUE (repeatable)"
     )
     parser.add_argument(

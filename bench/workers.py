@@ -1,4 +1,5 @@
-"""``python bench/servers.py --kind adminstats --workers K``: uvicorn's own worker processes.
+"""``python bench/servers.py --kind adminstats --workers K [--reuse-port]``: uvicorn's own
+worker processes, or (``--reuse-port``) ``asgi_adminstats.server.run(..., workers=K)``'s.
 
 ``uvicorn.run`` with ``workers=K`` wants an import string: the parent (bench/servers.py)
 puts its parsed arguments in ``BENCH_WORKER_ARGS`` (JSON) and runs ``workers:create``
@@ -39,6 +40,26 @@ def run_workers(args: argparse.Namespace, options: dict[str, Any], template: str
         args.snapshot.write_text(template)
     values = {k: str(v) if k in _PATHS and v is not None else v for k, v in vars(args).items()}
     os.environ[ENV] = json.dumps(values)
+    if args.reuse_port:  # the component's own: a listening socket per worker
+        from servers import adminstats_settings
+
+        from asgi_adminstats.server import run
+
+        # The bench's protocol and limits, not the recommended run's: only the way
+        # connections reach the workers differs from uvicorn's --workers.
+        run(
+            "workers:create",
+            adminstats_settings(args),
+            factory=True,
+            workers=args.workers,
+            port=args.port,
+            log_level="warning",
+            ws=options.pop("ws", "auto"),
+            ws_max_size=16 * 1024 * 1024,
+            user_timeout=None,
+            **options,
+        )
+        return
     uvicorn.run(
         "workers:create",
         factory=True,

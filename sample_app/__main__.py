@@ -230,7 +230,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="do not generate fake player traffic",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes, a listening socket each; they need a shared bus "
+        "(ADMINSTATS_BROADCAST_URL=redis://... or postgresql://...)",
+    )
     args = parser.parse_args(argv)
+    if args.workers != 1:
+        return _run_workers(args)
     try:
         config = load_config(args.host, args.port, dev=args.dev)
         app: Starlette = create_app(
@@ -259,6 +269,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         forwarded_allow_ips=args.forwarded_allow_ips,
         user_timeout=30.0,
     )
+    return 0
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers N``: every worker builds the app with :func:`app_from_env`, so this
+    run's choices go to them through the environment (a generated secret too: one per
+    worker would refuse the others' tokens)."""
+    try:
+        config = load_config(args.host, args.port, dev=args.dev)
+    except SettingsError as exc:
+        print(f"sample_app: {exc}", file=sys.stderr)
+        return 2
+    if urlsplit(config.settings.broadcast_url).scheme == "memory":
+        print(
+            f"sample_app: --workers {args.workers} needs a bus the processes share: set "
+            "ADMINSTATS_BROADCAST_URL to redis://... or postgresql://...",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.update(HOST=args.host, PORT=str(args.port))
+    os.environ["SAMPLE_SIMULATE"] = "1" if args.simulate else "0"
+    if config.dev:
+        os.environ["ADMINSTATS_DEV"] = "1"
+    if config.generated_secret and config.settings.jwt_secret is not None:
+        os.environ["ADMINSTATS_JWT_SECRET"] = config.settings.jwt_secret
+    print(_banner(config, args.host, args.port), flush=True)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    try:
+        run(
+            "sample_app.__main__:app_from_env",
+            config.settings,
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            forwarded_allow_ips=args.forwarded_allow_ips,
+            user_timeout=30.0,
+        )
+    except (ValueError, RuntimeError) as exc:  # bad --workers or bus; a worker that died
+        print(f"sample_app: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The README's several-workers command: ``uvicorn --factory
-sample_app.__main__:app_from_env --workers 2`` on a Redis bus, from a fresh database."""
+"""The README's several-workers commands, ``uvicorn --factory
+sample_app.__main__:app_from_env --workers 2`` and ``python -m sample_app --workers 2``,
+on a Redis bus, from a fresh database."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import httpx2
 import pytest
 
 from asgi_adminstats import SettingsError, mint_token
-from sample_app.__main__ import app_from_env
+from sample_app.__main__ import app_from_env, main
 
 from helpers import services
 from support.loopback import client, recv, recv_type
@@ -35,8 +36,33 @@ def test_the_factory_wants_a_shared_secret(monkeypatch: pytest.MonkeyPatch) -> N
         app_from_env()
 
 
+#: The two ways the README gives: uvicorn's workers (one shared listening socket) and the
+#: sample app's own ``--workers`` (asgi_adminstats.server.run: a socket per worker).
+COMMANDS = {
+    "uvicorn": (
+        *("-m", "uvicorn", "--factory", "sample_app.__main__:app_from_env", "--workers", "2"),
+        *("--no-proxy-headers", "--ws", "asgi_adminstats.server:HardenedWebSocketProtocol"),
+        *("--ws-max-size", "8192", "--port"),
+    ),
+    "sample_app": ("-m", "sample_app", "--no-simulate", "--workers", "2", "--port"),
+}
+
+
+def test_sample_app_workers_want_a_shared_bus(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("ADMINSTATS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ADMINSTATS_JWT_SECRET", SECRET)
+    assert main(["--workers", "2", "--port", str(services.free_port())]) == 2
+    assert "ADMINSTATS_BROADCAST_URL" in capsys.readouterr().err
+
+
 @contextlib.asynccontextmanager
-async def workers(tmp_path: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def workers(
+    tmp_path: Path, port: int, command: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADMINSTATS_")}
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'game.db'}",  # fresh: both workers prepare it
@@ -47,9 +73,9 @@ async def workers(tmp_path: Path, port: int) -> AsyncIterator[asyncio.subprocess
         ADMINSTATS_STATS_INTERVAL="1",
     )
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "uvicorn", "--factory", "sample_app.__main__:app_from_env"),
-        *("--workers", "2", "--port", str(port), "--no-proxy-headers"),
-        *("--ws", "asgi_adminstats.server:HardenedWebSocketProtocol", "--ws-max-size", "8192"),
+        sys.executable,
+        *COMMANDS[command],
+        str(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -84,10 +110,13 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
 
 
 @pytest.mark.once  # real worker processes: the README's command runs it
-async def test_two_workers_on_redis_serve_every_client_every_push(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+async def test_two_workers_on_redis_serve_every_client_every_push(
+    tmp_path: Path, command: str
+) -> None:
     services.require("redis")
     port = services.free_port()
-    async with workers(tmp_path, port) as proc:
+    async with workers(tmp_path, port, command) as proc:
         assert len(await _started_workers(proc)) == 2  # both prepared the same database
         draining = asyncio.create_task(_drain(proc))
         admin = mint_token(SECRET, sub="mod-1")

@@ -16,6 +16,10 @@ configuration, ``run``/``serve`` listen with it on :func:`listening_socket`:
 - proxy headers off unless ``forwarded_allow_ips`` names the proxies (uvicorn believes
   ``X-Forwarded-For`` from 127.0.0.1 by default; this component's ``trusted_proxies`` is
   the other way to read it).
+
+``run(..., workers=K)`` serves from K processes, each listening on a socket of its own on
+the port (``SO_REUSEPORT``): the kernel spreads connections evenly, which uvicorn's
+``--workers`` (one shared socket) does not.
 """
 
 from ._protocol import PING_BURST, PING_RATE, HardenedWebSocketProtocol
