@@ -22,6 +22,9 @@ Scenarios (``--scenario``, repeatable; default all, in this order):
   a Redis bus with one server process and with ``uvicorn --workers 2``.
 - ``paired`` (bench/scenario_paired.py; only by name): CPU per delivery of adminstats and
   the seed's loop, both servers up at once, publishes alternating (issue 13, goal 1).
+- ``stalled-paired`` (bench/scenario_stalled_paired.py; only by name: ``--scenario
+  stalled-paired --out bench/results/stalled-paired``): ``stalled``'s comparison on one
+  server, 20-s phases with and without 1% of the clients stalled alternating A B B A.
 
 Each server runs in its own process on CPU 0; this process is the load generator
 (bench/loadgen.py) on CPU 1. Results: bench/results/fanout.json and fanout.md when the
@@ -50,6 +53,7 @@ import scenario_audit  # noqa: F401  (registers "audit")
 import scenario_during  # noqa: F401  (registers "during")
 import scenario_paired  # noqa: F401  (registers "paired"; not in ORDER)
 import scenario_stalled  # noqa: F401  (registers "stalled")
+import scenario_stalled_paired  # noqa: F401  (registers "stalled-paired"; not in ORDER)
 import scenario_workers  # noqa: F401  (registers "workers"; not in ORDER)
 from harness import SCENARIOS, Case, Section
 from report import build, markdown, package_digest
@@ -127,10 +131,12 @@ def main() -> None:
     )
     parser.add_argument("--only", action="append", choices=KINDS, help="kinds; repeatable")
     parser.add_argument("--n", type=int, action="append", help="clients; repeatable")
-    parser.add_argument("--reps", type=int, help="fanout: repetitions")
+    parser.add_argument("--reps", type=int, help="fanout, paired, stalled-paired: repetitions")
     parser.add_argument("--publishes", type=int, help="fanout: publishes per run")
     parser.add_argument("--rounds", type=int, help="during: repetitions; audit: actions")
-    parser.add_argument("--window", type=float, help="stalled: seconds of publishing")
+    parser.add_argument(
+        "--window", type=float, help="stalled: seconds of publishing; stalled-paired: per condition"
+    )
     parser.add_argument(
         "--deflate", choices=("both", "on", "off"), default="both", help="fanout: offered"
     )

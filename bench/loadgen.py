@@ -7,6 +7,8 @@ Used by bench/fanout.py (run that); on its own it is a library:
     await clients.wait_frames(2, timeout=10)       # the welcome messages
     clients.begin_round(); ...trigger...; await clients.wait_round(timeout=10)
     clients.round_times()                           # first receive time per connection
+    clients.stall(10)                               # 10 of them stop reading
+    clients.drop(clients.conns[-10:])               # abort and forget 10 connections
     clients.close()
 
 With ``mark=b'"audit_action"'`` the frames carrying that marker near their start are
@@ -89,6 +91,7 @@ class Conn(asyncio.Protocol):
         self.upgraded_at = 0.0  # perf_counter when the 101 arrived
         self.closed = False
         self.stalled = False
+        self.dropped = False  # aborted by ``Clients.drop``: not lost, not waited for
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass, but behaves as one.
@@ -290,15 +293,17 @@ class Clients:
                 )
 
     def _lost(self, conn: Conn) -> None:
-        if conn.upgraded:
+        if conn.upgraded and not conn.dropped:
             self.lost += 1
-            if conn.stalled:
-                return
-            # Never arrives: do not wait for it.
-            if conn.times == [] and self._round is not None:
-                self._round.arrived()
-            if conn.marked == [] and self._marks is not None:
-                self._marks.arrived()
+            if not conn.stalled:
+                self._never(conn)
+
+    def _never(self, conn: Conn) -> None:
+        """Its message never arrives: a round or marks under way stop waiting for it."""
+        if conn.times == [] and self._round is not None:
+            self._round.arrived()
+        if conn.marked == [] and self._marks is not None:
+            self._marks.arrived()
 
     # --- what scenarios use ---------------------------------------------------------
 
@@ -364,12 +369,27 @@ class Clients:
     def stall(self, k: int) -> list[Conn]:
         """Stop reading on ``k`` connections (their kernel buffers fill, then the
         server's); rounds stop waiting for them."""
-        chosen = [c for c in self.active][:k]
-        for conn in chosen:
+        return self.stall_conns(self.active[:k])
+
+    def stall_conns(self, conns: Sequence[Conn]) -> list[Conn]:
+        """As ``stall``, on these connections."""
+        for conn in conns:
             conn.stalled = True
             if conn.transport is not None:
                 conn.transport.pause_reading()
-        return chosen
+        return list(conns)
+
+    def drop(self, conns: Sequence[Conn]) -> None:
+        """Abort these connections (no closing handshake) and forget them: they leave
+        ``conns``, and their loss is neither counted in ``lost`` nor waited for."""
+        gone = set(conns)
+        for conn in gone:
+            if conn.upgraded and not conn.closed and not conn.stalled:
+                self._never(conn)
+            conn.dropped = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.conns[:] = [c for c in self.conns if c not in gone]
 
     def resume(self) -> None:
         for conn in self.conns:

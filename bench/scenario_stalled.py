@@ -28,6 +28,8 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +48,29 @@ LATE = 0.05  # seconds after its slot that a publish or an audit action counts a
 OVERRUN = 10.0  # seconds past the window after which the rest of a series is dropped
 
 
-def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
-    ns = args.n or ([50] if args.smoke else [1000, 5000])
-    # 240 publishes: p99 is the third slowest. With 120 (60 s, the second slowest) one
-    # slow stretch of this shared machine decided it: 0.85 to 1.39 x in 3 runs.
-    window = args.window or (3.0 if args.smoke else 120.0)
-    interval, timeout = (1.0, 0.5) if args.smoke else (10.0, 5.0)
-    server_args = (
+def heartbeat(smoke: bool) -> tuple[float, float]:
+    """The component's heartbeat interval and timeout, seconds."""
+    return (1.0, 0.5) if smoke else (10.0, 5.0)
+
+
+def server_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The command line's server arguments and this scenario's settings (``stalled-paired``
+    uses the same)."""
+    interval, timeout = heartbeat(args.smoke)
+    return (
         *args.server_args,
         *("--setting", f"heartbeat_interval={interval:g}"),
         *("--setting", f"heartbeat_timeout={timeout:g}"),
         *("--setting", "notification_queue=100"),
     )
+
+
+def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
+    ns = args.n or ([50] if args.smoke else [1000, 5000])
+    # 240 publishes: p99 is the third slowest. With 120 (60 s, the second slowest) one
+    # slow stretch of this shared machine decided it: 0.85 to 1.39 x in 3 runs.
+    window = args.window or (3.0 if args.smoke else 120.0)
+    interval, timeout = heartbeat(args.smoke)
     settle = 0.1 if args.smoke else 0.5
     return [
         Case(
@@ -67,7 +80,7 @@ def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
             0,
             0,
             snapshot,
-            server_args,
+            server_args(args),
             settle,
             {"stalled_pct": share, "window_s": window, "heartbeat": f"{interval:g}/{timeout:g}"},
         )
@@ -76,7 +89,7 @@ def plan(args: argparse.Namespace, snapshot: Path) -> list[Case]:
     ]
 
 
-async def _until(moment: float) -> bool:
+async def until(moment: float) -> bool:
     """Sleep until ``moment``; False if it had already passed by more than ``LATE``."""
     late = time.perf_counter() - moment
     await asyncio.sleep(max(0.0, -late))
@@ -89,14 +102,69 @@ def _round_timeout(n: int) -> float:
     return 2 + n / 1000
 
 
+@dataclass
+class Window:
+    """One measured window's raw figures (ms), kept apart so that windows can be pooled
+    (``stalled-paired`` pools its phases per condition)."""
+
+    completion: list[float]  # per publish: trigger -> last healthy receipt; inf: incomplete
+    deliveries: list[float]  # per healthy receipt
+    late_publishes: int
+    # (seconds into the window, completion ms) per publish: a slow one lines up with
+    # what the server did then (the stalled clients' closes, say).
+    timeline: list[tuple[float, float]]
+    audit_first: list[float]  # per audit action: first client's receipt
+    audit_last: list[float]  # last client's; inf: incomplete
+    late_audits: int
+
+
+async def measure(
+    server: ServerProcess, records: Control, clients: Clients, start: float, window: float
+) -> Window:
+    """From ``start`` for ``window`` seconds: a publish every ``PUBLISH_EVERY`` on the
+    server's control connection and an audit action every ``RECORD_EVERY`` (offset
+    ``RECORD_OFFSET``) on ``records``, measured on the active (healthy) clients."""
+    (completion, deliveries, late, timeline), (first, last, late_audits) = await asyncio.gather(
+        _publishes(server, clients, start, window), _records(records, clients, start, window)
+    )
+    return Window(completion, deliveries, late, timeline, first, last, late_audits)
+
+
+def figures(windows: Sequence[Window]) -> dict[str, Any]:
+    """Percentiles (nearest rank) and counts over ``windows`` pooled."""
+    completion = [v for w in windows for v in w.completion]
+    deliveries = [v for w in windows for v in w.deliveries]
+    first = [v for w in windows for v in w.audit_first]
+    last = [v for w in windows for v in w.audit_last]
+    return {
+        "publishes": len(completion),
+        "incomplete_publishes": sum(math.isinf(v) for v in completion),
+        "late_publishes": sum(w.late_publishes for w in windows),
+        "completion_p50_ms": pct(completion, 0.5),
+        "completion_p99_ms": pct(completion, 0.99),
+        "completion_max_ms": pct(completion, 1.0),
+        "delivery_p50_ms": pct(deliveries, 0.5),
+        "delivery_p99_ms": pct(deliveries, 0.99),
+        "audits": len(first),
+        "incomplete_audits": sum(math.isinf(v) for v in last),
+        "late_audits": sum(w.late_audits for w in windows),
+        "audit_first_p99_ms": pct(first, 0.99),
+        "audit_last_p50_ms": pct(last, 0.5),
+        "audit_last_p99_ms": pct(last, 0.99),
+    }
+
+
 async def _publishes(
     server: ServerProcess, clients: Clients, start: float, window: float
-) -> dict[str, Any]:
-    completion, deliveries, late, timeline = [], [], 0, []
+) -> tuple[list[float], list[float], int, list[tuple[float, float]]]:
+    completion: list[float] = []
+    deliveries: list[float] = []
+    timeline: list[tuple[float, float]] = []
+    late = 0
     for i in range(int(window / PUBLISH_EVERY)):
         if time.perf_counter() > start + window + OVERRUN:
             break  # bounded: a stuck server does not stretch the run
-        late += not await _until(start + i * PUBLISH_EVERY)
+        late += not await until(start + i * PUBLISH_EVERY)
         clients.begin_round()
         t0 = time.perf_counter()
         server.send("publish")
@@ -105,30 +173,20 @@ async def _publishes(
         times = clients.round_times()
         deliveries += [(t - t0) * 1e3 for t in times]
         completion.append((max(times) - t0) * 1e3 if complete and times else math.inf)
-        # When each publish went out and how long it took: a slow one lines up with
-        # what the server did then (the stalled clients' closes, say).
         timeline.append((round(t0 - start, 3), round(completion[-1], 3)))
-    return {
-        "timeline": timeline,
-        "publishes": len(completion),
-        "incomplete_publishes": sum(math.isinf(v) for v in completion),
-        "late_publishes": late,
-        "completion_p50_ms": pct(completion, 0.5),
-        "completion_p99_ms": pct(completion, 0.99),
-        "completion_max_ms": pct(completion, 1.0),
-        "delivery_p50_ms": pct(deliveries, 0.5),
-        "delivery_p99_ms": pct(deliveries, 0.99),
-    }
+    return completion, deliveries, late, timeline
 
 
 async def _records(
     control: Control, clients: Clients, start: float, window: float
-) -> dict[str, Any]:
-    first, last, late = [], [], 0
+) -> tuple[list[float], list[float], int]:
+    first: list[float] = []
+    last: list[float] = []
+    late = 0
     for i in range(int(window / RECORD_EVERY)):
         if time.perf_counter() > start + window + OVERRUN:
             break
-        late += not await _until(start + RECORD_OFFSET + i * RECORD_EVERY)
+        late += not await until(start + RECORD_OFFSET + i * RECORD_EVERY)
         clients.begin_marks()
         t0 = time.perf_counter()
         control.send("record")
@@ -137,14 +195,7 @@ async def _records(
         times = clients.mark_times()
         first.append((min(times) - t0) * 1e3 if times else math.inf)
         last.append((max(times) - t0) * 1e3 if complete and times else math.inf)
-    return {
-        "audits": len(first),
-        "incomplete_audits": sum(math.isinf(v) for v in last),
-        "late_audits": late,
-        "audit_first_p99_ms": pct(first, 0.99),
-        "audit_last_p50_ms": pct(last, 0.5),
-        "audit_last_p99_ms": pct(last, 0.99),
-    }
+    return first, last, late
 
 
 async def _rss(
@@ -155,7 +206,7 @@ async def _rss(
     counts: list[tuple[float, int]] = []
     counter = await server.channel()  # its own connection: the publishes' stays in order
     for i in range(int(window) + 1):
-        await _until(start + i)
+        await until(start + i)
         samples.append((round(time.perf_counter() - start, 2), round(server.rss() / 1024)))
         count = int(await counter.command("count"))
         if not counts or counts[-1][1] != count:
@@ -325,15 +376,13 @@ async def stalled(case: Case) -> dict[str, Any]:
         before = await server.metrics()
         gc_before = json.loads(await server.command("gc"))
         start = time.perf_counter() + 0.1
-        published, recorded, (rss, counts) = await asyncio.gather(
-            _publishes(server, clients, start, window),
-            _records(records, clients, start, window),
-            _rss(server, start, window),
+        measured, (rss, counts) = await asyncio.gather(
+            measure(server, records, clients, start, window), _rss(server, start, window)
         )
         after = await server.metrics()
         row.update(collections(gc_before, json.loads(await server.command("gc"))))
-        row.update(published)
-        row.update(recorded)
+        row["timeline"] = measured.timeline
+        row.update(figures([measured]))
         row.update(rss_figures(rss, window))
         row["rss_samples"] = rss
         row["session_counts"] = counts  # (seconds into the window, sessions) on change
