@@ -239,10 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(ADMINSTATS_BROADCAST_URL=redis://... or postgresql://...)",
     )
     args = parser.parse_args(argv)
-    if args.workers != 1:
-        return _run_workers(args)
     try:
         config = load_config(args.host, args.port, dev=args.dev)
+    except SettingsError as exc:
+        print(f"sample_app: {exc}", file=sys.stderr)
+        return 2
+    if args.workers != 1:
+        return _run_workers(args, config)
+    try:
         app: Starlette = create_app(
             config.settings,
             database_url=config.database_url,
@@ -272,15 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run_workers(args: argparse.Namespace) -> int:
+def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers N``: every worker builds the app with :func:`app_from_env`, so this
     run's choices go to them through the environment (a generated secret too: one per
     worker would refuse the others' tokens)."""
-    try:
-        config = load_config(args.host, args.port, dev=args.dev)
-    except SettingsError as exc:
-        print(f"sample_app: {exc}", file=sys.stderr)
-        return 2
     if urlsplit(config.settings.broadcast_url).scheme == "memory":
         print(
             f"sample_app: --workers {args.workers} needs a bus the processes share: set "

@@ -17,6 +17,7 @@ A worker whose supervisor was killed outright stops itself.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -39,23 +40,24 @@ logger = get_logger("asgi_adminstats.server")
 EARLY_EXIT = 5.0
 _POLL = 0.2
 _KILL_WAIT = 5.0  # after SIGKILL
-_ORPHAN_POLL = 1.0
 
 
-def _serve(app: str, options: dict[str, Any], user_timeout: float | None, parent: int) -> None:
+def _serve(app: str, options: dict[str, Any], user_timeout: float | None) -> None:
     """One worker (in its own process)."""
-    threading.Thread(target=_orphaned, args=(parent,), daemon=True).start()
+    threading.Thread(target=_orphaned, daemon=True).start()
     sock = listening_socket(
         options["host"], options["port"], user_timeout=user_timeout, reuse_port=True
     )
     uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
 
 
-def _orphaned(parent: int) -> None:
+def _orphaned() -> None:
     """A supervisor killed outright cannot stop its workers: each stops itself (SIGTERM,
-    uvicorn's graceful shutdown) once its parent is gone, instead of serving on alone."""
-    while os.getppid() == parent:
-        time.sleep(_ORPHAN_POLL)
+    uvicorn's graceful shutdown) once its parent is gone, instead of serving on alone.
+    Runs in a thread of its own, blocked on the parent's sentinel (readable when it ends)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -81,7 +83,7 @@ def supervise(app: str, options: dict[str, Any], user_timeout: float | None, wor
     def start() -> _Worker:
         process = context.Process(
             target=_serve,
-            args=(app, options, user_timeout, os.getpid()),
+            args=(app, options, user_timeout),
             name="adminstats-worker",
         )
         process.start()
