@@ -208,13 +208,13 @@ class Producer:
             if self._lease.held:
                 await self._lease.release()
             await self._set_leading(False)
-            await self._deliver(await self._snapshot(local, scope_local=True), publish=False)
+            await self._deliver(await self._snapshot(scope_local=True), publish=False)
             return
         await self._bus.publish_quietly("presence", self._presence.report(local))
         leading = await self._lease.hold()
         await self._set_leading(leading)
         if leading:
-            data = await self._snapshot(self._presence.total(local), scope_local=False)
+            data = await self._snapshot(scope_local=False, cluster=True)
             await self._deliver(data, publish=True)
 
     @property
@@ -262,13 +262,19 @@ class Producer:
         the first takeover), and give this instance's clients a first snapshot."""
         leading = await self._lease.hold() if self._status.up else False
         await self._set_leading(leading)
-        connections = self._presence.total(len(self._hub))
         await self._deliver(
-            await self._snapshot(connections, scope_local=not leading), publish=leading
+            await self._snapshot(scope_local=not leading, cluster=True), publish=leading
         )
 
-    async def _snapshot(self, connections: int, *, scope_local: bool) -> dict[str, Any]:
+    async def _snapshot(self, *, scope_local: bool, cluster: bool = False) -> dict[str, Any]:
         self.ticks += 1
+
+        def connections() -> int:
+            # Counted once the collectors are done: a client that left or came while
+            # they ran is (not) counted, as of the snapshot's collectedAt.
+            local = len(self._hub)
+            return self._presence.total(local) if cluster else local
+
         return await self._engine.snapshot(
             connections=connections,
             meta={"local": scope_local, "bus": self._status.as_dict()},

@@ -96,7 +96,9 @@ class Hub:
         from no member to one, ``on_first`` (the producer) may say a snapshot counting
         it is coming (when the latest counts nobody); then it (and any member added
         meanwhile) waits for that one instead of seeing 0 connections, until
-        ``release_waiting`` at the latest.
+        ``release_waiting`` at the latest. A snapshot that counts nobody does not end
+        the wait: it was counted while the hub was empty (a client left as this one
+        came, as React's StrictMode does), and the tick this one asked for follows.
         """
         first = not self._members
         self._members.add(member)
@@ -112,8 +114,7 @@ class Hub:
     def counts_nobody(self) -> bool:
         """Whether the latest snapshot says no admin is connected: the one count that a
         new member knows to be wrong (decoded: for the first member only)."""
-        online = (self.latest_data() or {}).get("online")
-        return isinstance(online, dict) and online.get("connections") == 0
+        return self.latest_stats is not None and _counts_nobody(self.latest_stats)
 
     def release_waiting(self) -> None:
         """Members still waiting for a snapshot get the latest there is (none came)."""
@@ -140,14 +141,15 @@ class Hub:
                     self._per_subject.pop(member.sub, None)
 
     def publish_stats(self, text: str) -> None:
-        self._waiting.clear()  # members all: this snapshot reaches them
+        if self._waiting and not _counts_nobody(text):
+            self._waiting.clear()  # it counts them: it reaches them all
         self._seq += 1
         tick = StatsTick(self._seq, text)
         self.latest_stats, self._latest = text, tick
         if self._inline():
             started = time.perf_counter()
             self._begin(tick)
-            _deliver_tick(tick, list(self._members), self.tally)
+            _deliver_tick(tick, self._stats_members(), self.tally)
             if self._observe is not None:
                 self._observe("stats", time.perf_counter() - started)
         else:
@@ -176,6 +178,12 @@ class Hub:
         self._notifications.append(text)
         self._start()
 
+    def _stats_members(self) -> list[Member]:
+        if not self._waiting:
+            return list(self._members)
+        # Members wait only while the latest snapshot counts nobody: not this one.
+        return [member for member in self._members if member not in self._waiting]
+
     def _inline(self) -> bool:
         return self._runner is None and len(self._members) <= self._slice
 
@@ -198,7 +206,7 @@ class Hub:
                 if stats is None:
                     if self._next_stats is None:
                         return
-                    stats = (self._next_stats, list(self._members), time.perf_counter())
+                    stats = (self._next_stats, self._stats_members(), time.perf_counter())
                     self._next_stats, position = None, 0
                     self._begin(stats[0])
                 tick, members, started = stats
@@ -239,3 +247,8 @@ def _deliver_tick(tick: StatsTick, members: list[Member], tally: Tally) -> None:
 
 def _deliver_notification(text: str, members: list[Member], tally: Tally) -> None:
     fan_out(members, "notifications", "audit_action", Outbox.offer_notification, text, tally)
+
+
+def _counts_nobody(text: str) -> bool:
+    online = json.loads(text)["data"].get("online")
+    return isinstance(online, dict) and online.get("connections") == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..protocol import utc_timestamp
@@ -62,11 +62,16 @@ class StatsEngine:
         return sorted(self._failing)
 
     async def snapshot(
-        self, *, connections: int, meta: Mapping[str, Any] | None = None
+        self,
+        *,
+        connections: int | Callable[[], int],
+        meta: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run every collector concurrently (each under the timeout) and merge them.
 
-        ``connections`` is ``online.connections``; ``meta`` adds fields to ``meta``.
+        ``connections`` is ``online.connections``: a number, or a function called once
+        the collectors are done (the count as of ``collectedAt``); ``meta`` adds fields
+        to ``meta``.
         """
         started = time.perf_counter()
         results = await asyncio.gather(*(self._run(c) for c in self._collectors))
@@ -78,7 +83,7 @@ class StatsEngine:
                 _merge(data, part)
             sources[collector.name] = source
             stale = stale or is_stale
-        data["online"]["connections"] = connections
+        data["online"]["connections"] = connections() if callable(connections) else connections
         data["meta"] = {
             "instance": self._instance,
             "collectedAt": utc_timestamp(),

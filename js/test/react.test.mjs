@@ -165,6 +165,19 @@ function mountDashboard({ React, createRoot }, useHook, { strict = false, page, 
 
 /** What every variant must do against the live server. */
 async function exercise(view) {
+  try {
+    await live(view);
+  } finally {
+    // On a failure too: a hook left mounted reconnects through the tests after it.
+    view.root.unmount();
+    view.container.remove();
+  }
+  await waitFor("every socket closed", () => view.sockets.every((s) => s.readyState === dom.window.WebSocket.CLOSED));
+  await waitFor("the server saw the close", async () => (await health()).connections === 0);
+}
+
+/** Connected, counted, live: stats, history, a new action; one socket open. */
+async function live(view) {
   await waitFor("status connected", () => view.status() === "connected");
   assert.equal(view.seen.current.isConnected, true);
   assert.equal(view.seen.current.connectionError, null);
@@ -180,11 +193,6 @@ async function exercise(view) {
   const open = view.sockets.filter((s) => s.readyState === dom.window.WebSocket.OPEN);
   assert.equal(open.length, 1, "one open connection per mounted hook");
   assert.equal((await health()).connections, 1);
-
-  view.root.unmount();
-  view.container.remove();
-  await waitFor("every socket closed", () => view.sockets.every((s) => s.readyState === dom.window.WebSocket.CLOSED));
-  await waitFor("the server saw the close", async () => (await health()).connections === 0);
 }
 
 describe("useAdminWebSocket on real React", { timeout: 60_000 }, () => {
@@ -238,18 +246,21 @@ describe("a page the server does not admit", { timeout: 30_000 }, () => {
       page: elsewhere.window,
       options: { reconnectInterval: 60_000, clientOptions: { fetchImpl } },
     });
-    await waitFor("the refusal rendered", () => view.seen.current.refusal !== null);
-    const { refusal, status, isConnected, stats } = view.seen.current;
-    assert.equal(refusal.reason, "origin", JSON.stringify(refusal));
-    assert.equal(refusal.origin, "http://elsewhere.example:8080");
-    assert.match(refusal.hint, /allowed_origins/);
-    assert.equal(status, "reconnecting");
-    assert.equal(isConnected, false);
-    assert.equal(stats, null);
-    assert.equal((await health()).connections, 0);
-    view.root.unmount();
-    view.container.remove();
-    elsewhere.window.close();
+    try {
+      await waitFor("the refusal rendered", () => view.seen.current.refusal !== null);
+      const { refusal, status, isConnected, stats } = view.seen.current;
+      assert.equal(refusal.reason, "origin", JSON.stringify(refusal));
+      assert.equal(refusal.origin, "http://elsewhere.example:8080");
+      assert.match(refusal.hint, /allowed_origins/);
+      assert.equal(status, "reconnecting");
+      assert.equal(isConnected, false);
+      assert.equal(stats, null);
+      assert.equal((await health()).connections, 0);
+    } finally {
+      view.root.unmount();
+      view.container.remove();
+      elsewhere.window.close();
+    }
   });
 });
 

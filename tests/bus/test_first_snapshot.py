@@ -10,7 +10,9 @@ the stale one.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,46 @@ async def test_a_snapshot_that_counts_someone_is_sent_as_it_is(start: Any) -> No
         await recv(ws)
         assert (await recv_type(ws, "stats_update", timeout=3))["data"] == ours
     assert stats.producer.ticks == ticks
+
+
+class Gate:
+    """A collector that holds the tick in progress until ``go`` is set, once ``held``."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.held = False
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def collect(self) -> Mapping[str, Any]:
+        if self.held:
+            self.entered.set()
+            await self.go.wait()
+        return {}
+
+
+async def test_a_snapshot_counting_nobody_does_not_end_the_wait(start: Any) -> None:
+    # What React's StrictMode did to a dashboard: a tick counted while its first socket
+    # had left and its second not come yet, and the second got "0 connections". Here
+    # the host publishes one counting nobody while the first client's tick collects.
+    gate = Gate()
+    stats, addr = await start(stats_interval=INTERVAL, collectors=(gate,))
+    gate.held = True
+    async with client(f"ws://{addr}/admin/ws", tok=token()) as ws:
+        assert (await recv(ws))["type"] == "connected"
+        await asyncio.wait_for(gate.entered.wait(), 3)
+        await stats.publish_snapshot({"online": {"users": 0, "connections": 0}})
+        await asyncio.sleep(0.2)  # the bus has delivered it (memory bus: a few turns)
+        async with client(f"ws://{addr}/admin/ws", tok=token("bob")) as other:
+            assert (await recv(other))["type"] == "connected"
+            await asyncio.sleep(0.2)  # counted by the hub while the tick still collects
+            gate.go.set()
+            # The tick's (not the host's), counted when its collectors were done.
+            for seen in (ws, other):
+                first = await recv_type(seen, "stats_update", timeout=3)
+                assert connections(first) == 2, first["data"]
+                assert "gate" in first["data"]["meta"]["sources"]
 
 
 async def test_without_a_fresh_snapshot_the_latest_comes_within_a_second(start: Any) -> None:

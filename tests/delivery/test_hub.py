@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+from asgi_adminstats import protocol
 from asgi_adminstats.delivery import Close, Hub, Outbox
 
 
@@ -174,3 +176,68 @@ async def test_an_audit_push_goes_ahead_of_a_stats_fanout_in_progress() -> None:
     assert got_stats < len(group), "the stats fan-out paused for the push"
     assert await fanouts.settled(2) == ["notifications", "stats"]
     assert all(m.outbox._stats == "s1" for m in group)
+
+
+def snapshot(connections: int) -> str:
+    return protocol.stats_update(data={"online": {"connections": connections}})
+
+
+def counted(frames: list[tuple[str, str]]) -> list[int]:
+    return [json.loads(text)["data"]["online"]["connections"] for _, text in frames]
+
+
+async def test_a_first_member_waits_through_a_snapshot_that_counts_nobody() -> None:
+    # React's StrictMode: a client connects, leaves, and connects again at once; a tick
+    # counted in between (the hub empty) says 0 connections, wrong for the second one.
+    hub = Hub(slice_size=4)
+    hub.publish_stats(snapshot(0))  # the start-up snapshot
+    asked: list[str] = []
+
+    def coming() -> bool:  # the producer: "a tick counting it is coming"
+        asked.append("tick")
+        return True
+
+    hub.on_first = coming
+    first = Member("alice")
+    hub.add(first)
+    hub.discard(first)
+    again, other = Member("alice"), Member("bob")
+    hub.add(again)
+    hub.add(other)  # added while another waits: waits too
+    assert asked == ["tick", "tick"]  # each time the hub went from none to one
+    hub.publish_stats(snapshot(0))
+    assert await drain(again) == [] and await drain(other) == []
+    hub.publish_stats(snapshot(2))  # the tick the second connection asked for
+    assert counted(await drain(again)) == [2] and counted(await drain(other)) == [2]
+    latecomer = Member("carol")
+    hub.add(latecomer)  # the latest counts someone now: it is sent at once
+    assert counted(await drain(latecomer)) == [2]
+
+
+async def test_a_member_that_waited_in_vain_gets_the_latest_when_released() -> None:
+    hub = Hub(slice_size=4)
+    hub.publish_stats(snapshot(0))
+    hub.on_first = lambda: True
+    member = Member()
+    hub.add(member)
+    hub.publish_stats(snapshot(0))
+    assert await drain(member) == []
+    hub.release_waiting()  # the producer's deadline: nothing better came
+    assert counted(await drain(member)) == [0]
+    hub.publish_stats(snapshot(0))  # no longer waiting: it gets every snapshot
+    assert counted(await drain(member)) == [0]
+
+
+async def test_a_large_fanout_skips_members_waiting_for_a_count() -> None:
+    fanouts = Fanouts()
+    hub = Hub(slice_size=2, observe=fanouts)
+    hub.publish_stats(snapshot(0))
+    hub.on_first = lambda: True
+    group = members(hub, 5)  # all waiting: the first asked for a tick
+    hub.publish_stats(snapshot(0))
+    assert await fanouts.settled(2) == ["stats", "stats"]  # the start-up one, then this
+    assert all(m.outbox.pop() is None for m in group)
+    hub.publish_stats(snapshot(5))
+    assert await fanouts.settled(3) == ["stats"] * 3
+    for member in group:
+        assert counted(await drain(member)) == [5]
