@@ -228,8 +228,8 @@ def report(rows: list[dict[str, Any]]) -> Section:
         runs = [(r["cpu_ns"]["a"], r["cpu_ns"]["b"]) for r in ok]
         pooled.update(figures(cpu, completion, n, runs), cpu_ns=cpu)
         pooled["rep_ratios"] = [r["cpu_ratio"] for r in ok]
-        pooled["rss_per_conn_kib"] = statistics.median(r["rss_per_conn_kib"] for r in ok)
-        pooled["b_rss_per_conn_kib"] = statistics.median(r["b_rss_per_conn_kib"] for r in ok)
+        for key in ("rss_per_conn_kib", "b_rss_per_conn_kib"):
+            pooled[key] = round(statistics.median(r[key] for r in ok), 2)
         lines.append(_line(pooled, bold=True))
         pooled.pop("cpu_ns")
         summary.append(pooled)
