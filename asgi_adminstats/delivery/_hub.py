@@ -114,7 +114,7 @@ class Hub:
     def counts_nobody(self) -> bool:
         """Whether the latest snapshot says no admin is connected: the one count that a
         new member knows to be wrong (decoded: for the first member only)."""
-        return self.latest_stats is not None and _counts_nobody(self.latest_stats)
+        return self._latest is not None and self._latest.counts_nobody()
 
     def release_waiting(self) -> None:
         """Members still waiting for a snapshot get the latest there is (none came)."""
@@ -141,10 +141,10 @@ class Hub:
                     self._per_subject.pop(member.sub, None)
 
     def publish_stats(self, text: str) -> None:
-        if self._waiting and not _counts_nobody(text):
-            self._waiting.clear()  # it counts them: it reaches them all
         self._seq += 1
         tick = StatsTick(self._seq, text)
+        if self._waiting and not tick.counts_nobody():
+            self._waiting.clear()  # it counts them: it reaches them all
         self.latest_stats, self._latest = text, tick
         if self._inline():
             started = time.perf_counter()
@@ -247,8 +247,3 @@ def _deliver_tick(tick: StatsTick, members: list[Member], tally: Tally) -> None:
 
 def _deliver_notification(text: str, members: list[Member], tally: Tally) -> None:
     fan_out(members, "notifications", "audit_action", Outbox.offer_notification, text, tally)
-
-
-def _counts_nobody(text: str) -> bool:
-    online = json.loads(text)["data"].get("online")
-    return isinstance(online, dict) and online.get("connections") == 0

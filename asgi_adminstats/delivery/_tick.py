@@ -83,6 +83,12 @@ class StatsTick:
             seq=self.seq, base=self.base, patch=patch, timestamp=str(timestamp)
         )
 
+    def counts_nobody(self) -> bool:
+        """Whether it says no admin is connected (``online.connections`` 0)."""
+        data = (self._decoded() or {}).get("data")
+        online = data.get("online") if isinstance(data, dict) else None
+        return isinstance(online, dict) and online.get("connections") == 0
+
     def _decoded(self) -> dict[str, Any] | None:
         if self._message is False:
             try:
