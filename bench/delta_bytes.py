@@ -13,7 +13,7 @@ full snapshots or deltas (``adminstats.delta``), each with permessage-deflate of
 - the frame's JSON text (UTF-8 bytes) and the bytes the client read off its socket
   (frame headers and, with deflate, the compressed payload);
 - that every delta rebuilt exactly the snapshot a full client got that tick;
-- CPU per delivery: the server's synchronous send of each frame (``Writer._write_now``:
+- CPU per delivery: the server's send of each stats frame (``StarletteTransport.send_text``:
   the ASGI send, uvicorn's framing and compression, the socket write), full vs delta,
   with deflate; and the once-per-tick cost of the patch (``StatsTick.delta``).
 
@@ -30,17 +30,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for support/ and sample_app/
 
+from report import measured_on  # noqa: E402
 from websockets.asyncio.client import ClientConnection  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 
 from asgi_adminstats import protocol  # noqa: E402
-from asgi_adminstats.delivery import StatsTick, Writer  # noqa: E402
+from asgi_adminstats.delivery import StatsTick  # noqa: E402
+from asgi_adminstats.session import StarletteTransport  # noqa: E402
 from sample_app.app import create_app  # noqa: E402
 
 from support.loopback import client, make_settings, recv, serve, token  # noqa: E402
@@ -51,24 +54,28 @@ DELTA = [Subprotocol("adminstats.v1"), Subprotocol("adminstats.delta")]
 
 
 class SendTimes:
-    """The server's synchronous send per frame, by session, and the patch per tick."""
+    """The server's send of each stats frame, by kind of client, and the patch per tick."""
 
     def __init__(self) -> None:
-        self.by_session: dict[str, list[tuple[str, float]]] = {}
+        self.by_kind: dict[str, list[float]] = {}
         self.patch: list[float] = []
 
     @contextlib.contextmanager
     def installed(self) -> Any:
-        write_now, compute = Writer._write_now, StatsTick._compute_delta
+        # Every frame after `connected` goes through the transport's send_text (the hub's
+        # fan-out awaits it, the writer's drain too): time the server's send it returns.
+        send_text, compute = StarletteTransport.send_text, StatsTick._compute_delta
 
-        def timed_write(writer: Writer, lane: str, text: str) -> bool:
+        async def timed(kind: str, sent: Awaitable[None]) -> None:
             started = time.perf_counter()
-            taken = write_now(writer, lane, text)
-            if taken and lane == "stats":
-                kind = "delta" if text.startswith('{"type":"stats_delta"') else "full"
-                seconds = time.perf_counter() - started
-                self.by_session.setdefault(writer._name, []).append((kind, seconds))
-            return taken
+            await sent
+            self.by_kind.setdefault(kind, []).append(time.perf_counter() - started)
+
+        def timed_send(transport: StarletteTransport, text: str) -> Awaitable[None]:
+            sent = send_text(transport, text)
+            if not text.startswith('{"type":"stats_'):
+                return sent
+            return timed(client_kind(transport.scope), sent)
 
         def timed_patch(tick: StatsTick) -> str | None:
             started = time.perf_counter()
@@ -77,13 +84,21 @@ class SendTimes:
             finally:
                 self.patch.append(time.perf_counter() - started)
 
-        Writer._write_now = timed_write  # type: ignore[method-assign,assignment]
+        StarletteTransport.send_text = timed_send  # type: ignore[method-assign,assignment]
         StatsTick._compute_delta = timed_patch  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
-            Writer._write_now = write_now  # type: ignore[method-assign]
+            StarletteTransport.send_text = send_text  # type: ignore[method-assign]
             StatsTick._compute_delta = compute  # type: ignore[method-assign]
+
+
+def client_kind(scope: Any) -> str:
+    """One of KINDS, from what the client offered in its handshake."""
+    deltas = "adminstats.delta" in scope.get("subprotocols", ())
+    extensions = dict(scope["headers"]).get(b"sec-websocket-extensions", b"")
+    deflate = b"permessage-deflate" in extensions
+    return f"{'delta' if deltas else 'full'}/{'deflate' if deflate else 'raw'}"
 
 
 class Reader:
@@ -171,7 +186,7 @@ async def run(args: argparse.Namespace, rate: float) -> dict[str, Any]:
                 await open_reader(url, kind, stack) for kind in KINDS for _ in range(args.clients)
             ]
             await asyncio.gather(*(first_stats(r) for r in readers))
-            times.by_session.clear()
+            times.by_kind.clear()
             times.patch.clear()
             writer = asyncio.create_task(record_actions(app, rate))
             try:
@@ -196,7 +211,7 @@ def summarize(
     for kind in KINDS:
         group = [r for r in readers if r.kind == kind]
         frames = [f for r in group for f in r.frames]
-        sends = [s for r in group for k, s in times.by_session.get(r.session, [])]
+        sends = times.by_kind.get(kind, [])
         kinds[kind] = {
             "text_bytes_per_tick": statistics.fmean(f["text"] for f in frames),
             "wire_bytes_per_tick": statistics.fmean(f["wire"] for f in frames),
@@ -284,10 +299,13 @@ def main() -> None:
         args.ticks, args.interval, args.clients, args.audit_rates = 4, 0.3, 1, [3.0]
     results = []
     text = "# Delta updates: bytes per tick and send CPU (bench/delta_bytes.py)\n\n"
+    text += f"Measured on {measured_on()}\n\n"
     for rate in args.audit_rates:
         result = asyncio.run(run(args, rate))
         assert result["snapshot_mismatches"] == 0, "a delta did not rebuild the snapshot"
         assert result["kinds"]["delta/raw"]["delta_frames"] > 0, "no delta was sent"
+        untimed = [kind for kind, row in result["kinds"].items() if not row["sends_timed"]]
+        assert not untimed, f"no send timed for {untimed}: the hook missed the server's send"
         results.append(result)
         text += markdown(result) + "\n"
         print(markdown(result), flush=True)

@@ -137,6 +137,18 @@ def package_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_files": len(changed)}
 
 
+def measured_on() -> str:
+    """The machine and the measured code in one line, for results written outside fanout.py."""
+    packages = ("uvicorn", "websockets", "starlette")
+    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in packages)
+    state = package_state()
+    return (
+        f"{_cpu_model()} x{os.cpu_count()}, Python {platform.python_version()}, {versions}; "
+        f"asgi_adminstats commit {state['commit']}, {state['uncommitted_files']} uncommitted "
+        f"file(s), source digest {package_digest()}."
+    )
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

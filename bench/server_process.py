@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -39,21 +40,34 @@ HTTP_TIMEOUT = 10.0
 
 
 def free_port() -> int:
-    """A free port whose successor is free too (the control port)."""
-    for _ in range(50):
+    """A free port whose successor is free too (the control port).
+
+    Drawn below the kernel's ephemeral range: the load generator's closed connections
+    leave thousands of its ports in TIME_WAIT (which a bind may not reuse), and a port
+    the kernel hands out next to them had its neighbour taken often enough that 50
+    draws in a row found no pair (a workers run lost a repetition to it).
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low - 1)
         with socket.socket() as a, socket.socket() as b:
-            # As the servers bind (SO_REUSEADDR): the load generator's closed
-            # connections leave thousands of loopback ports in TIME_WAIT.
+            # As the servers bind (SO_REUSEADDR).
             for probe in (a, b):
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
             try:
+                a.bind(("127.0.0.1", port))
                 b.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue
-            return int(port)
+            return port
     raise RuntimeError("no two adjacent free ports")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives a client connection (Linux; IANA's 49152 else)."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 49152
 
 
 class Control:

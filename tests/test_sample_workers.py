@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,7 @@ from asgi_adminstats import SettingsError, mint_token
 from sample_app.__main__ import app_from_env, main
 
 from helpers import services
-from support.loopback import client, recv, recv_type
+from support.loopback import client, closed, recv, recv_type
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "workers-secret-" + "w" * 32
@@ -84,7 +85,8 @@ async def workers(
     try:
         yield proc
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
 
 
@@ -138,5 +140,11 @@ async def test_two_workers_on_redis_serve_every_client_every_push(
                 )
             assert response.status_code == 200
             pushed = [(await recv_type(ws, "audit_action", timeout=10))["data"] for ws in sockets]
+            # SIGTERM to the supervisor reaches every worker, whose component closes its own
+            # clients before the server would (uvicorn's 1012).
+            proc.send_signal(signal.SIGTERM)
+            closes = [await closed(ws, timeout=10) for ws in sockets]
         assert pushed == [response.json()] * CLIENTS
+        assert closes == [(1001, "going away")] * CLIENTS
+        await asyncio.wait_for(proc.wait(), 20)
         draining.cancel()
