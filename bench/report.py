@@ -33,9 +33,7 @@ def build(
     seconds: float,
     sections: dict[str, Section],
 ) -> dict[str, Any]:
-    versions = {}
-    for package in ("uvicorn", "websockets", "starlette", "broadcaster", "uvloop", "httptools"):
-        versions[package] = importlib.metadata.version(package)
+    versions = _versions("uvicorn", "websockets", "starlette", "broadcaster", "uvloop", "httptools")
     servers = {r["kind"]: r["server"] for r in rows if "server" in r}
     digests = sorted({r["package_digest"] for r in rows if r["kind"] == "adminstats"})
     table = sections.get(TABLE)
@@ -139,14 +137,18 @@ def package_state() -> dict[str, Any]:
 
 def measured_on() -> str:
     """The machine and the measured code in one line, for results written outside fanout.py."""
-    packages = ("uvicorn", "websockets", "starlette")
-    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in packages)
+    found = _versions("uvicorn", "websockets", "starlette")
+    versions = ", ".join(f"{name} {version}" for name, version in found.items())
     state = package_state()
     return (
         f"{_cpu_model()} x{os.cpu_count()}, Python {platform.python_version()}, {versions}; "
         f"asgi_adminstats commit {state['commit']}, {state['uncommitted_files']} uncommitted "
         f"file(s), source digest {package_digest()}."
     )
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    return {package: importlib.metadata.version(package) for package in packages}
 
 
 def _cpu_model() -> str:

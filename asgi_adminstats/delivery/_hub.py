@@ -59,7 +59,6 @@ class Hub:
         self._members: set[Member] = set()
         self._per_subject: dict[str, int] = {}
         self.sockets = 0  # open sockets, including those still authenticating
-        self.latest_stats: str | None = None
         self._latest: StatsTick | None = None
         self._fanned: StatsTick | None = None  # the last tick whose fan-out began
         self._seq = 0
@@ -75,11 +74,16 @@ class Hub:
         self.history = history
         self.tally = Tally() if tally is None else tally
 
+    @property
+    def latest_stats(self) -> str | None:
+        """The latest snapshot's text, as published."""
+        return None if self._latest is None else self._latest.text
+
     def latest_data(self) -> dict[str, Any] | None:
         """The latest snapshot's ``data`` (decoded: for occasional readers only)."""
-        if self.latest_stats is None:
+        if self._latest is None:
             return None
-        data: dict[str, Any] = json.loads(self.latest_stats)["data"]
+        data: dict[str, Any] = json.loads(self._latest.text)["data"]
         return data
 
     def __len__(self) -> int:
@@ -145,7 +149,7 @@ class Hub:
         tick = StatsTick(self._seq, text)
         if self._waiting and not tick.counts_nobody():
             self._waiting.clear()  # it counts them: it reaches them all
-        self.latest_stats, self._latest = text, tick
+        self._latest = tick
         if self._inline():
             started = time.perf_counter()
             self._begin(tick)
